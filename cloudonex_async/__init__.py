@@ -1,0 +1,97 @@
+"""cloudonex_async: an asyncio client for the CloudOnex Business Suite REST API v2.
+
+::
+
+    from cloudonex_async import Client
+
+    async with Client(base_url="https://crm.example.com", api_key="KEY") as client:
+        customer = await client.customers.create({"account": "Jane Doe"})
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._client import Client
+from ._clock import Clock, SystemClock
+from ._config import UNSET, ClientConfig
+from ._pagination import Page, Paginator
+from ._protocol import JSONValue, RateLimitInfo, RetryPolicy
+from ._ratelimit import RateLimitStatus
+from .errors import (
+    APIError,
+    AuthenticationError,
+    CloudOnexError,
+    ConfigurationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PaginationError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseParseError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from .limiters import LocalLimiter, RedisLimiter
+from .models import (
+    Customer,
+    Invoice,
+    InvoiceItem,
+    Lead,
+    Model,
+    Order,
+    Product,
+    Purchase,
+    Quote,
+    Supplier,
+    Ticket,
+    Transaction,
+)
+
+try:
+    __version__ = version("cloudonex-async")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "UNSET",
+    "APIError",
+    "AuthenticationError",
+    "Client",
+    "ClientConfig",
+    "Clock",
+    "CloudOnexError",
+    "ConfigurationError",
+    "Customer",
+    "Invoice",
+    "InvoiceItem",
+    "JSONValue",
+    "Lead",
+    "LocalLimiter",
+    "Model",
+    "NotFoundError",
+    "Order",
+    "OutcomeUnknownError",
+    "Page",
+    "PaginationError",
+    "Paginator",
+    "PermissionDeniedError",
+    "Product",
+    "Purchase",
+    "Quote",
+    "RateLimitError",
+    "RateLimitInfo",
+    "RateLimitStatus",
+    "RedisLimiter",
+    "RequestTimeoutError",
+    "ResponseParseError",
+    "RetryPolicy",
+    "ServerError",
+    "Supplier",
+    "SystemClock",
+    "Ticket",
+    "Transaction",
+    "TransportError",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,121 @@
+"""Client settings, normalised once into a frozen ClientConfig."""
+
+from __future__ import annotations
+
+import enum
+import os
+import ssl as _ssl
+from typing import Final
+
+import attrs
+
+from ._protocol import AuthMode, BodyEncoding, RetryPolicy, normalize_base_url
+from ._ratelimit import (
+    DEFAULT_BULK_RESERVE,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RATE_PERIOD,
+    Pacing,
+)
+from .errors import ConfigurationError
+
+DEFAULT_TIMEOUT: Final = 30.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_MAX_CONCURRENCY: Final = 32
+ENV_API_KEY: Final = "CLOUDONEX_API_KEY"
+ENV_BASE_URL: Final = "CLOUDONEX_BASE_URL"
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Per-call "use the client's default", distinct from None (which means "no limit")."""
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Everything a Client was configured with. The API key is never shown in its repr."""
+
+    site_root: str
+    api_key: str = attrs.field(repr=False)
+    auth: AuthMode
+    body_encoding: BodyEncoding
+    timeout: float
+    connect_timeout: float | None
+    max_concurrency: int
+    max_wait: float | None
+    retry: RetryPolicy
+    rate_limit: int
+    rate_period: float
+    pacing: Pacing
+    bulk_reserve: float
+    ssl: _ssl.SSLContext | bool | None = attrs.field(repr=False)
+    user_agent: str
+
+
+def make_config(
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    auth: AuthMode,
+    body_encoding: BodyEncoding,
+    timeout: float,
+    connect_timeout: float | None,
+    max_concurrency: int,
+    max_wait: float | None,
+    retry: RetryPolicy | None,
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    rate_period: float = DEFAULT_RATE_PERIOD,
+    pacing: Pacing = "burst",
+    bulk_reserve: float = DEFAULT_BULK_RESERVE,
+    ssl: _ssl.SSLContext | bool | None,
+    allow_insecure_http: bool,
+    user_agent: str,
+) -> ClientConfig:
+    """Check the arguments, fill in the environment defaults, and freeze them.
+
+    Raises:
+        ConfigurationError: a value is missing or out of range.
+    """
+    base_url = base_url or os.environ.get(ENV_BASE_URL)
+    api_key = api_key or os.environ.get(ENV_API_KEY)
+    if not base_url:
+        raise ConfigurationError(
+            f"no base_url: pass Client(base_url='https://your-domain.com') or set {ENV_BASE_URL}"
+        )
+    if not api_key:
+        raise ConfigurationError(
+            f"no api_key: pass Client(api_key=...) or set {ENV_API_KEY} "
+            "(create a key under Settings → API Access)"
+        )
+    if auth not in ("bearer", "query"):
+        raise ConfigurationError(f"auth must be 'bearer' or 'query', not {auth!r}")
+    if body_encoding not in ("json", "form"):
+        raise ConfigurationError(f"body_encoding must be 'json' or 'form', not {body_encoding!r}")
+    if pacing not in ("burst", "smooth"):
+        raise ConfigurationError(f"pacing must be 'burst' or 'smooth', not {pacing!r}")
+    if timeout <= 0 or max_concurrency < 1:
+        raise ConfigurationError("timeout must be > 0 and max_concurrency >= 1")
+    if max_wait is not None and max_wait < 0:
+        raise ConfigurationError("max_wait must be >= 0 seconds, or None to wait as needed")
+    return ClientConfig(
+        site_root=normalize_base_url(base_url, allow_insecure_http=allow_insecure_http),
+        api_key=api_key,
+        auth=auth,
+        body_encoding=body_encoding,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        max_concurrency=max_concurrency,
+        max_wait=max_wait,
+        retry=retry or RetryPolicy(),
+        rate_limit=rate_limit,
+        rate_period=rate_period,
+        pacing=pacing,
+        bulk_reserve=bulk_reserve,
+        ssl=ssl,
+        user_agent=user_agent,
+    )

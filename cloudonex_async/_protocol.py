@@ -1,0 +1,700 @@
+"""The wire protocol, free of I/O: build requests, read answers, decide retries.
+
+Everything here takes plain values (status, headers, body bytes, ``now``, a
+random generator) and returns plain values or raises :mod:`cloudonex_async.errors`.
+Nothing awaits, opens a socket or reads a clock, so all of it is tested
+table-style without a network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Literal, TypeAlias
+
+import attrs
+
+from .errors import (
+    APIError,
+    AuthenticationError,
+    CloudOnexError,
+    ConfigurationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseParseError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+
+JSONValue: TypeAlias = (
+    "bool | int | float | str | Decimal | list[JSONValue] | dict[str, JSONValue] | None"
+)
+"""A decoded JSON value. Numbers with a fraction decode to Decimal, never float."""
+
+JSONObject = dict[str, JSONValue]
+AuthMode = Literal["bearer", "query"]
+BodyEncoding = Literal["json", "form"]
+
+API_PREFIX = "api/v2/"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+REDACTED = "<redacted>"
+EXCERPT_CHARS = 200
+# Below this, a Date-header skew is indistinguishable from the header's one-second
+# resolution plus network time, and correcting for it would only add noise.
+MIN_CORRECTED_SKEW = 2.0
+
+logger = logging.getLogger("cloudonex_async")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def redact(text: str, secret: str) -> str:
+    """Return ``text`` with every spelling of ``secret`` (raw or URL-encoded) replaced."""
+    if not secret:
+        return text
+    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+        text = text.replace(form, REDACTED)
+    return text
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
+    """Return the site root (no trailing slash) from a root or a ``.../api/v2/`` URL.
+
+    Raises:
+        ConfigurationError: the URL is not http(s), or is plain http to a non-loopback
+            host without ``allow_insecure_http``.
+    """
+    parts = urllib.parse.urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as https://crm.example.com, got {base_url!r}"
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            "refusing to send the API key over plain http to "
+            f"{parts.hostname}; use https, or pass allow_insecure_http=True if you must"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/v2"):
+        path = path[: -len("/api/v2")]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+_ID_PATTERN = re.compile(r"[0-9]+")
+
+
+def format_id(record_id: int | str) -> str:
+    """Return a record id as a path segment, refusing anything but digits.
+
+    Raises:
+        ConfigurationError: the id is not a non-negative int or a string of digits.
+    """
+    if isinstance(record_id, bool) or not isinstance(record_id, (int, str)):
+        raise ConfigurationError(f"a record id must be an int, got {type(record_id).__name__}")
+    text = str(record_id)
+    if not _ID_PATTERN.fullmatch(text):
+        raise ConfigurationError(f"a record id must be digits only, got {text!r}")
+    return text
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request, ready to send. ``params``, ``headers`` may hold the key: never shown."""
+
+    method: str
+    url: str
+    display_url: str
+    params: tuple[tuple[str, str], ...] = attrs.field(repr=False, default=())
+    headers: Mapping[str, str] = attrs.field(repr=False, factory=dict)
+    body: bytes | None = attrs.field(repr=False, default=None)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending it twice has the same effect as once."""
+        return self.method in IDEMPOTENT_METHODS
+
+
+def build_request(
+    *,
+    site_root: str,
+    api_key: str,
+    auth: AuthMode,
+    method: str,
+    path: str,
+    params: Mapping[str, object] | None = None,
+    body: JSONValue | Mapping[str, object] = None,
+    body_encoding: BodyEncoding = "json",
+    user_agent: str = "cloudonex-async",
+) -> Request:
+    """Build the request for ``method`` on ``path`` (relative to ``/api/v2/``).
+
+    ``auth="query"`` uses the vendor page's alternative route
+    ``/?api_key=KEY&ng=api/v2/PATH`` for hosts that strip the Authorization header.
+    """
+    method = method.upper()
+    path = path.strip("/")
+    query = [(str(k), _query_value(v)) for k, v in (params or {}).items() if v is not None]
+    headers = {"Accept": "application/json", "User-Agent": user_agent}
+    if auth == "query":
+        # The ng route takes no leading slash and no empty segment (api-notes: "Paths").
+        url = f"{site_root}/"
+        query = [("ng", API_PREFIX + path), *query]
+        display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}"
+        query.insert(0, ("api_key", api_key))
+    else:
+        url = f"{site_root}/{API_PREFIX}{path}"
+        display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}" if query else url
+        headers["Authorization"] = f"Bearer {api_key}"
+    payload: bytes | None = None
+    if body is not None:
+        if body_encoding == "form":
+            payload = urllib.parse.urlencode(list(encode_form(body))).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            payload = encode_json(body)
+            headers["Content-Type"] = "application/json"
+    return Request(
+        method=method,
+        url=url,
+        display_url=display_url,
+        params=tuple(query),
+        headers=headers,
+        body=payload,
+    )
+
+
+def _query_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_default(value: object) -> object:
+    # Money goes out as a string: JSON numbers would pass through float somewhere
+    # along the way, and PHP servers read form-style strings anyway.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
+
+
+def encode_json(body: object) -> bytes:
+    """Encode a request body as compact UTF-8 JSON (Decimal and dates as strings)."""
+    return json.dumps(body, default=_json_default, separators=(",", ":")).encode()
+
+
+def encode_form(body: object, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """Flatten a body into PHP-style form fields (``items[0][description]``)."""
+    if isinstance(body, Mapping):
+        for key, value in body.items():
+            yield from encode_form(value, f"{prefix}[{key}]" if prefix else str(key))
+    elif isinstance(body, (list, tuple)):
+        for index, value in enumerate(body):
+            yield from encode_form(value, f"{prefix}[{index}]")
+    elif body is not None:
+        yield prefix, _query_value(body)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+@attrs.frozen
+class RawResponse:
+    """What came back: status, headers and the body bytes, with the request it answers."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    method: str = ""
+    url: str = ""
+
+
+@attrs.frozen
+class Envelope:
+    """A successful answer: the ``data``, the ``message``, and every other top-level key."""
+
+    data: JSONValue
+    message: str | None = None
+    meta: Mapping[str, JSONValue] = attrs.field(factory=dict)
+
+
+_ENVELOPE_KEYS = frozenset({"success", "error", "data", "message", "errors"})
+_NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
+
+
+def decode_json(body: bytes) -> JSONValue:
+    """Decode JSON with fractional numbers as Decimal. Raises ValueError on bad input."""
+    value: JSONValue = json.loads(body, parse_float=Decimal)
+    return value
+
+
+def parse_response(raw: RawResponse) -> Envelope:
+    """Turn an answer into an Envelope, or raise the matching error.
+
+    Accepts the documented ``{success, data, message}`` envelope and the shapes that
+    shipped CloudOnex servers send: a bare object or array, ``{"error": false, ...}``
+    on create, and ``{"error": true, "message": ...}`` failures at status 200.
+    """
+    text_ok = bool(raw.body.strip())
+    decoded: JSONValue = None
+    decode_failed = False
+    if text_ok:
+        try:
+            decoded = decode_json(raw.body)
+        except (ValueError, UnicodeDecodeError):
+            decode_failed = True
+
+    if raw.status >= 400:
+        body_obj = decoded if isinstance(decoded, dict) else {}
+        message = _message_of(body_obj) or (
+            excerpt(raw.body)
+            if decode_failed
+            else HTTPStatus(raw.status).phrase
+            if raw.status in HTTPStatus._value2member_map_
+            else "no message"
+        )
+        raise error_for(raw, message, _errors_of(body_obj))
+    if raw.status == 204 and not text_ok:
+        return Envelope(data=None)
+    if not text_ok:
+        raise ResponseParseError(
+            f"{raw.method} {raw.url} answered HTTP {raw.status} with an empty body, so the "
+            "server did not confirm the request; it may not support this method on this path",
+            status=raw.status,
+            method=raw.method,
+            url=raw.url,
+        )
+    if decode_failed:
+        raise ResponseParseError(
+            f"{raw.method} {raw.url} answered HTTP {raw.status} with a body that is not JSON "
+            f"(first characters: {excerpt(raw.body)!r}); check the base URL and the server's "
+            "error log",
+            status=raw.status,
+            body_excerpt=excerpt(raw.body),
+            method=raw.method,
+            url=raw.url,
+        )
+    if not isinstance(decoded, dict):
+        return Envelope(data=decoded)  # a bare array (legacy listing) or scalar
+    if decoded.get("success") is False or decoded.get("error") is True:
+        failure = _message_of(decoded) or "the server reported a failure without a message"
+        raise error_for(raw, failure, _errors_of(decoded))
+    raw_message = decoded.get("message")
+    message_text = raw_message if isinstance(raw_message, str) else None
+    if "success" in decoded or "data" in decoded:
+        meta = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
+        return Envelope(data=decoded.get("data"), message=message_text, meta=meta)
+    if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
+        data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
+        return Envelope(data=data, message=message_text)
+    return Envelope(data=decoded)  # a bare record
+
+
+def excerpt(body: bytes) -> str:
+    """Return the first characters of a body, for error messages."""
+    return body[:EXCERPT_CHARS].decode("utf-8", "replace").strip()
+
+
+def _message_of(body: Mapping[str, JSONValue]) -> str:
+    message = body.get("message")
+    if isinstance(message, list):
+        return "; ".join(str(m) for m in message)
+    return str(message) if message not in (None, "") else ""
+
+
+def _errors_of(body: Mapping[str, JSONValue]) -> dict[str, str]:
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        return {str(k): _flatten_message(v) for k, v in errors.items()}
+    if isinstance(errors, list):
+        return {str(i): _flatten_message(v) for i, v in enumerate(errors)}
+    message = body.get("message")
+    if isinstance(message, list):  # legacy: every problem in order, no field names
+        return {str(i): _flatten_message(v) for i, v in enumerate(message)}
+    return {}
+
+
+def _flatten_message(value: JSONValue) -> str:
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+_HINTS = {
+    401: "check the key under Settings → API Access, and use auth='query' if your web "
+    "server strips the Authorization header",
+    403: "the key is valid but lacks permission for this; check its permissions",
+    404: "check the id and the base URL (hosts without URL rewriting need auth='query')",
+    429: "the hourly budget is spent; wait until it resets",
+}
+
+
+def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIError:
+    """Return the APIError subclass for a failed answer (not raised: the caller raises)."""
+    status = raw.status
+    where = f"{raw.method} {raw.url}".strip()
+    text = f"{where} answered HTTP {status}: {message}" if where else f"HTTP {status}: {message}"
+    hint = _HINTS.get(status)
+    if hint:
+        text = f"{text}; {hint}"
+    kwargs = {
+        "status": status,
+        "errors": errors,
+        "headers": raw.headers,
+        "method": raw.method,
+        "url": raw.url,
+    }
+    if status == 429:
+        retry_after = parse_retry_after(raw.headers, now=None)
+        info = RateLimitInfo.from_headers(raw.headers, now=None)
+        reset_at = (
+            datetime.fromtimestamp(info.reset_epoch, timezone.utc)
+            if info is not None and info.reset_epoch is not None
+            else None
+        )
+        return RateLimitError(
+            text,
+            retry_after=retry_after,
+            reset_at=reset_at,
+            limit=info.limit if info else None,
+            remaining=info.remaining if info else None,
+            errors=errors,
+            headers=raw.headers,
+            method=raw.method,
+            url=raw.url,
+        )
+    cls: type[APIError]
+    if status >= 500:
+        cls = ServerError
+    elif status == 401:
+        cls = AuthenticationError
+    elif status == 403:
+        cls = PermissionDeniedError
+    elif status == 404 or (status < 300 and _NOT_FOUND.search(message)):
+        cls = NotFoundError
+    elif status in (400, 422) or (status < 300 and (errors or raw.method in ("POST", "PUT"))):
+        cls = ValidationError
+    else:
+        cls = APIError
+    return cls(text, **kwargs)  # type: ignore[arg-type]
+
+
+def created_id(data: JSONValue) -> int | None:
+    """Find the new record's id in a create answer (``id``, or legacy ``contact_id`` etc.)."""
+    if not isinstance(data, dict):
+        return None
+    candidates = [data.get("id")] + [v for k, v in data.items() if k.endswith("_id")]
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    return None
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+@attrs.frozen
+class RateLimitInfo:
+    """The budget a response announced, with Reset on the local clock.
+
+    Attributes:
+        limit: requests per window (X-RateLimit-Limit), when sent.
+        remaining: requests left in this window (X-RateLimit-Remaining).
+        reset_epoch: the server's Reset value, as sent (epoch seconds); identifies the window.
+        reset_at: the same moment on the local clock (corrected by the Date header's skew).
+    """
+
+    remaining: int
+    limit: int | None = None
+    reset_epoch: float | None = None
+    reset_at: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float | None) -> RateLimitInfo | None:
+        """Read the X-RateLimit-* headers; None (with a debug log line) if absent or garbled.
+
+        A Reset below 10^9 is read as seconds from now rather than an epoch, since some
+        servers send it that way. ``now`` is the local epoch time, for the skew correction.
+        """
+        raw_remaining = _header(headers, "X-RateLimit-Remaining")
+        if raw_remaining is None:
+            return None
+        try:
+            remaining = max(0, int(raw_remaining))
+            raw_limit = _header(headers, "X-RateLimit-Limit")
+            limit = int(raw_limit) if raw_limit is not None else None
+            raw_reset = _header(headers, "X-RateLimit-Reset")
+            reset = float(raw_reset) if raw_reset is not None else None
+        except ValueError:
+            logger.debug("ignoring garbled X-RateLimit headers: %r", dict(headers))
+            return None
+        if reset is not None and not math.isfinite(reset):
+            reset = None
+        reset_at = reset
+        if reset is not None and now is not None:
+            if reset < 1e9:
+                reset = reset_at = now + reset
+            else:
+                reset_at = reset + clock_skew(headers, now)
+        return cls(remaining=remaining, limit=limit, reset_epoch=reset, reset_at=reset_at)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lower), None)
+    return value.strip() if value is not None else None
+
+
+def clock_skew(headers: Mapping[str, str], now: float) -> float:
+    """Return local time minus server time from the Date header (0 if small or unknown)."""
+    raw = _header(headers, "Date")
+    if not raw:
+        return 0.0
+    try:
+        server_now = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    skew = now - server_now
+    return skew if abs(skew) >= MIN_CORRECTED_SKEW else 0.0
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
+    """Return Retry-After in seconds (delta or HTTP date), or None."""
+    raw = _header(headers, "Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    if now is None:
+        return None
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How hard to try again after a failure that may be transient.
+
+    Attributes:
+        attempts: tries in all, the first included (1 disables retries).
+        backoff_base: seconds of the first backoff ceiling; it doubles each try.
+        backoff_max: the ceiling's upper bound, in seconds.
+        retry_statuses: statuses retried for idempotent methods (GET, PUT, DELETE).
+    """
+
+    attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    retry_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
+
+
+@attrs.frozen
+class RetryDecision:
+    """Whether to send again, after how many seconds, and why."""
+
+    retry: bool
+    delay: float = 0.0
+    reason: str = ""
+
+
+def backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter for the given 1-based attempt."""
+    ceiling = min(policy.backoff_max, policy.backoff_base * 2 ** (attempt - 1))
+    return rng.uniform(0.0, ceiling)
+
+
+def retry_decision(
+    *, method: str, attempt: int, error: CloudOnexError, policy: RetryPolicy, rng: random.Random
+) -> RetryDecision:
+    """Decide whether the failed ``attempt`` (1-based) of ``method`` is sent again.
+
+    A POST is only sent again where the server certainly did not act on it: the
+    connection was refused before sending, a 429, or a 503 with Retry-After.
+    """
+    if attempt >= policy.attempts:
+        return RetryDecision(False, reason="out of attempts")
+    if isinstance(error, RateLimitError):
+        # The limiter is paused until Retry-After/Reset; acquiring again waits for it.
+        return RetryDecision(True, 0.0, "429: not processed")
+    if isinstance(error, TransportError) and not error.request_sent:
+        return RetryDecision(True, backoff(policy, attempt, rng), "not sent")
+    if isinstance(error, ServerError) and error.status == 503:
+        retry_after = parse_retry_after(error.headers, now=None)
+        if retry_after is not None:
+            return RetryDecision(True, min(retry_after, policy.backoff_max), "503 Retry-After")
+    if method.upper() not in IDEMPOTENT_METHODS:
+        return RetryDecision(False, reason="not idempotent")
+    if isinstance(error, TransportError):
+        return RetryDecision(True, backoff(policy, attempt, rng), "transport")
+    if isinstance(error, APIError) and error.status in policy.retry_statuses:
+        return RetryDecision(True, backoff(policy, attempt, rng), f"HTTP {error.status}")
+    return RetryDecision(False, reason="not transient")
+
+
+def outcome_unknown(method: str, error: CloudOnexError) -> OutcomeUnknownError | None:
+    """Return an OutcomeUnknownError if a non-idempotent request may have been processed."""
+    if method.upper() in IDEMPOTENT_METHODS:
+        return None
+    uncertain = (
+        (isinstance(error, TransportError) and error.request_sent)
+        or isinstance(error, ServerError)
+        or isinstance(error, ResponseParseError)
+    )
+    if not uncertain or isinstance(error, OutcomeUnknownError):
+        return None
+    url = getattr(error, "url", "")
+    if isinstance(error, TransportError):
+        reason = error.reason
+    elif isinstance(error, ServerError):
+        reason = f"the server failed with HTTP {error.status}"
+    else:
+        reason = "the answer was not the JSON the API promises"
+    return OutcomeUnknownError(
+        f"{method} {url}: the request was sent but {reason}; the record may or may not "
+        "exist, so look it up (for example with a filtered list) before sending it again",
+        method=method,
+        url=url,
+        reason=reason,
+    )
+
+
+# --------------------------------------------------------------------------- pages
+
+_LIST_KEYS = ("data", "items", "records", "results")
+
+
+@attrs.frozen
+class PageInfo:
+    """One listing page: its items and whatever paging facts the server reported."""
+
+    items: Sequence[JSONValue]
+    current_page: int | None = None
+    total_pages: int | None = None
+    total_records: int | None = None
+    has_next: bool | None = None
+
+
+def read_page(envelope: Envelope) -> PageInfo:
+    """Extract the items and the paging metadata from a listing answer.
+
+    Reads the documented ``meta: {current_page, total_pages, total_records}`` and the
+    common variants (``total``, ``last_page``, ``next`` links, a paginator object in data).
+    """
+    data = envelope.data
+    meta: dict[str, JSONValue] = dict(envelope.meta)
+    if isinstance(data, dict):
+        inner = next((data[k] for k in _LIST_KEYS if isinstance(data.get(k), list)), None)
+        if inner is None:
+            raise ResponseParseError(
+                "a listing answered with an object that holds no list of records",
+                status=200,
+            )
+        meta.update({k: v for k, v in data.items() if not isinstance(v, list)})
+        data = inner
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise ResponseParseError("a listing answered with something other than a list", status=200)
+    for nested in ("meta", "pagination", "paging"):
+        block = meta.get(nested)
+        if isinstance(block, dict):
+            meta.update(block)
+    links = meta.get("links")
+    next_link: JSONValue = meta.get("next", meta.get("next_page_url"))
+    if isinstance(links, dict) and "next" in links:
+        next_link = links["next"]
+    has_next = None
+    if "next" in meta or "next_page_url" in meta or (isinstance(links, dict) and "next" in links):
+        has_next = bool(next_link)
+    return PageInfo(
+        items=data,
+        current_page=_int_of(meta, "current_page", "page", "currentPage"),
+        total_pages=_int_of(meta, "total_pages", "last_page", "totalPages", "pages"),
+        total_records=_int_of(meta, "total_records", "total", "totalRecords"),
+        has_next=has_next,
+    )
+
+
+def _int_of(meta: Mapping[str, JSONValue], *names: str) -> int | None:
+    for name in names:
+        value = meta.get(name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    return None
+
+
+def known_page_count(info: PageInfo, page_size: int) -> int | None:
+    """Return how many pages the listing has, if the server said so."""
+    if info.total_pages is not None:
+        return info.total_pages
+    if info.total_records is not None:
+        return max(1, math.ceil(info.total_records / page_size))
+    return None
+
+
+def is_last_page(info: PageInfo, page: int, page_size: int) -> bool:
+    """Decide whether ``page`` (1-based) ends the listing."""
+    count = len(info.items)
+    if count == 0 or info.has_next is False:
+        return True
+    if count > page_size:  # the server ignored paging and sent everything at once
+        return True
+    total = known_page_count(info, page_size)
+    if total is not None:
+        return page >= total
+    if info.has_next is True:
+        return False
+    return count < page_size
+
+
+def page_fingerprint(items: Sequence[JSONValue]) -> tuple[object, ...]:
+    """Identify a page by its records' ids (or whole records), to spot a repeated page."""
+    return tuple(
+        item.get("id", json.dumps(item, sort_keys=True, default=str))
+        if isinstance(item, dict)
+        else json.dumps(item, default=str)
+        for item in items
+    )
+
+
+def now_utc() -> datetime:  # pragma: no cover - trivial
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)

@@ -1,0 +1,203 @@
+"""The exceptions raised by cloudonex_async, as one tree.
+
+::
+
+    CloudOnexError
+    ├── ConfigurationError        bad arguments or misuse (a closed Client, a missing key)
+    ├── TransportError            the network failed (connection, timeout, dropped answer)
+    │   ├── RequestTimeoutError
+    │   └── OutcomeUnknownError   a write was sent but its outcome is unknown
+    ├── APIError                  the server answered with a failure
+    │   ├── ValidationError       400 (or a legacy failure at 200): field errors in ``.errors``
+    │   ├── AuthenticationError   401
+    │   ├── PermissionDeniedError 403
+    │   ├── NotFoundError         404
+    │   ├── RateLimitError        429, or the budget is spent and the caller would not wait
+    │   └── ServerError           5xx
+    ├── ResponseParseError        the answer is not the JSON envelope (HTML, empty, truncated)
+    └── PaginationError           a listing does not advance (the server repeats a page)
+
+Every message says what happened and what to do next. No message, ``repr`` or
+attribute ever holds the API key: URLs are redacted before they get here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "CloudOnexError",
+    "ConfigurationError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PaginationError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseParseError",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+]
+
+
+class CloudOnexError(Exception):
+    """Base class of every error this library raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConfigurationError(CloudOnexError):
+    """The client was given bad arguments or used after it was closed."""
+
+
+class TransportError(CloudOnexError):
+    """The request did not get a complete answer (connection failed, timed out or dropped).
+
+    ``request_sent`` is False only when the request certainly never left this
+    process (for example: connection refused), so it is safe to send again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        request_sent: bool = True,
+        reason: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.request_sent = request_sent
+        self.reason = reason or message
+
+
+class RequestTimeoutError(TransportError):
+    """No complete answer arrived within the configured timeout."""
+
+
+class OutcomeUnknownError(TransportError):
+    """A write was sent but no trustworthy answer came back: the record may or may not exist.
+
+    Look the record up (for example with a filtered ``list``) before sending it again.
+    """
+
+
+class APIError(CloudOnexError):
+    """The server answered, and the answer is a failure.
+
+    Attributes:
+        status: the HTTP status (200 for legacy servers that report failures in the body).
+        errors: field name -> message, as the server sent them (a list of messages is
+            kept under numeric keys "0", "1", ...).
+        headers: the response headers.
+        method, url: the request, with the API key redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        errors: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors: Mapping[str, str] = dict(errors or {})
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.method = method
+        self.url = url
+
+    def __str__(self) -> str:
+        if not self.errors:
+            return self.message
+        fields = "; ".join(f"{name}: {text}" for name, text in self.errors.items())
+        return f"{self.message} ({fields})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, message={self.message!r})"
+
+
+class ValidationError(APIError):
+    """The server rejected the request's data (400); ``errors`` names the fields."""
+
+
+class AuthenticationError(APIError):
+    """The API key was missing or wrong (401)."""
+
+
+class PermissionDeniedError(APIError):
+    """The key is valid but not allowed to do this (403)."""
+
+
+class NotFoundError(APIError):
+    """No such record or endpoint (404)."""
+
+
+class RateLimitError(APIError):
+    """The hourly budget is spent (429), or the caller's ``max_wait`` is shorter than the wait.
+
+    Attributes:
+        retry_after: seconds until the budget returns, when known.
+        reset_at: when the budget returns (UTC), when known.
+        limit, remaining: the last budget the server announced, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        retry_after: float | None = None,
+        reset_at: _dt.datetime | None = None,
+        limit: int | None = None,
+        remaining: int | None = None,
+        errors: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(
+            message, status=status, errors=errors, headers=headers, method=method, url=url
+        )
+        self.retry_after = retry_after
+        self.reset_at = reset_at
+        self.limit = limit
+        self.remaining = remaining
+
+
+class ServerError(APIError):
+    """The server failed (5xx)."""
+
+
+class ResponseParseError(CloudOnexError):
+    """The answer was not the JSON the API promises (an HTML error page, an empty or cut body).
+
+    ``status`` is the HTTP status and ``body_excerpt`` the first ~200 characters.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, body_excerpt: str = "", method: str = "", url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.method = method
+        self.url = url
+
+
+class PaginationError(CloudOnexError):
+    """A listing stopped advancing: the server sent the same page again."""

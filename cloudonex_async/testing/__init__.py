@@ -1,0 +1,20 @@
+"""Testing helpers: an embedded CloudOnex sandbox server and a fake clock.
+
+Run the sandbox in your own tests::
+
+    from cloudonex_async import Client
+    from cloudonex_async.testing import SandboxServer
+
+    async with SandboxServer() as sandbox:
+        async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key) as client:
+            ...
+
+or through the pytest fixture ``cloudonex_sandbox`` (registered automatically when
+pytest-asyncio is installed), or from the shell:
+``python -m cloudonex_async.testing --port 8080``.
+"""
+
+from ._clock import FakeClock
+from ._sandbox import Fault, Faults, LoggedRequest, SandboxServer
+
+__all__ = ["FakeClock", "Fault", "Faults", "LoggedRequest", "SandboxServer"]

@@ -1,0 +1,48 @@
+"""Run the sandbox from the shell: ``python -m cloudonex_async.testing --port 8080``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ._sandbox import Faults, SandboxServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cloudonex_async.testing", description="Run a CloudOnex API sandbox."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--api-key", default="sandbox-key")
+    parser.add_argument("--rate-limit", type=int, default=1000, help="requests per window")
+    parser.add_argument("--rate-period", type=float, default=3600.0, help="window in seconds")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped answers")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        sandbox = SandboxServer(
+            api_key=args.api_key,
+            host=args.host,
+            port=args.port,
+            rate_limit=args.rate_limit,
+            rate_period=args.rate_period,
+            latency=args.latency,
+            faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate),
+        )
+        async with sandbox:
+            print(f"CloudOnex sandbox at {sandbox.base_url}/api/v2/ (key: {sandbox.api_key})")
+            print("Ctrl-C stops it.", flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared fixtures: a sandbox server factory on loopback and clients connected to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from cloudonex_async import Client, LocalLimiter, RetryPolicy
+from cloudonex_async.testing import SandboxServer
+
+SandboxFactory = Callable[..., Awaitable[SandboxServer]]
+ClientFactory = Callable[..., Client]
+
+# Short timeouts and backoff keep fault tests fast; the behaviour is the same.
+FAST_RETRY = RetryPolicy(attempts=4, backoff_base=0.01, backoff_max=0.05)
+
+
+@pytest_asyncio.fixture
+async def make_sandbox() -> AsyncIterator[SandboxFactory]:
+    """Start sandboxes with any settings; all are closed at the end of the test."""
+    started: list[SandboxServer] = []
+
+    async def make(**kwargs: Any) -> SandboxServer:
+        sandbox = SandboxServer(**kwargs)
+        await sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        await sandbox.close()
+
+
+@pytest_asyncio.fixture
+async def sandbox(make_sandbox: SandboxFactory) -> SandboxServer:
+    """A default sandbox: 1000 requests per hour, no faults."""
+    return await make_sandbox()
+
+
+@pytest_asyncio.fixture
+async def make_client() -> AsyncIterator[ClientFactory]:
+    """Build clients (own limiter, fast retries unless given); all closed at the end."""
+    clients: list[Client] = []
+
+    def make(sandbox: SandboxServer, **kwargs: Any) -> Client:
+        kwargs.setdefault("limiter", LocalLimiter())
+        kwargs.setdefault("retry", FAST_RETRY)
+        kwargs.setdefault("timeout", 5.0)
+        client = Client(base_url=sandbox.base_url, api_key=sandbox.api_key, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest_asyncio.fixture(params=["bearer", "query"])
+async def client(
+    request: pytest.FixtureRequest, sandbox: SandboxServer, make_client: ClientFactory
+) -> Client:
+    """A client of the default sandbox, in each auth mode."""
+    return make_client(sandbox, auth=request.param)
