@@ -307,18 +307,20 @@ class Client:
                     sending = True
                     raw = await self._transport.send(request)
             except TransportError as exc:
-                if not exc.request_sent:
+                if exc.request_sent:
+                    await limiter.release(ticket)
+                else:
                     await limiter.refund(ticket)
                 error: CloudOnexError = exc
                 logger.debug("%s %s failed: %s", request.method, request.display_url, exc.message)
             except BaseException:
-                if not sending:  # cancelled before the request left: the budget was not spent
-                    await asyncio.shield(limiter.refund(ticket))
+                # Cancelled: before the request left, the budget was not spent.
+                end = limiter.release(ticket) if sending else limiter.refund(ticket)
+                await asyncio.shield(end)
                 raise
             else:
                 info = RateLimitInfo.from_headers(raw.headers, self._clock.time())
-                if info is not None:
-                    await limiter.observe(info)
+                await limiter.release(ticket, info)
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "%s %s -> %d in %.1f ms (budget remaining: %s)",

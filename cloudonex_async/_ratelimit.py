@@ -4,8 +4,9 @@
 it allows ``rate_limit`` grants in any ``rate_period`` (a sliding log). Once a response
 has announced ``X-RateLimit-*``, it follows the server's window: the requests used are
 the larger of what this process granted in the window and what the server reports
-(``Limit - Remaining``), so answers that arrive out of order or requests still in
-flight never make it over-spend. At Reset the window rolls over to a full budget.
+(``Limit - Remaining``), so answers that arrive out of order never make it
+over-spend. At Reset the window rolls over to a full budget, less the requests still
+in flight: the server may count those in the new window.
 
 :class:`BaseLimiter` queues waiting callers (interactive before bulk, FIFO within a
 priority) on top of three primitives; :class:`LocalLimiter` implements them with a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import itertools
 import math
 from collections import deque
@@ -82,6 +84,7 @@ class Budget:
     reported: int = 0  # the most the server said was used in it (Limit - Remaining)
     paused_until: float = 0.0
     log: deque[float] = attrs.field(factory=deque)  # grant times within the last period
+    in_flight: list[float] = attrs.field(factory=list)  # grant times of unfinished requests
 
     def reserve(self, priority: Priority) -> int:
         """Return how many requests of the window ``priority`` may not touch."""
@@ -96,7 +99,8 @@ class Budget:
             skipped = max(1, math.ceil((now - self.window_end) / self.period))
             self.window_end += skipped * self.period
             self.window_reset = None
-            self.granted = self.reported = 0
+            self.granted = len(self.in_flight)
+            self.reported = 0
 
     def used(self, now: float) -> int:
         """Return the requests counted against the current window."""
@@ -122,17 +126,22 @@ class Budget:
         return self.log[0] + self.period if self.log else now
 
     def take(self, now: float) -> None:
-        """Count one grant."""
+        """Count one grant; its request is in flight until :meth:`finish`."""
         self._advance(now)
         self.log.append(now)
+        self.in_flight.append(now)
         self.granted += 1
+
+    def finish(self, granted_at: float) -> None:
+        """Note that the request granted at ``granted_at`` is no longer in flight."""
+        with contextlib.suppress(ValueError):
+            self.in_flight.remove(granted_at)
 
     def give_back(self, granted_at: float) -> None:
         """Undo a grant whose request was never sent."""
-        try:
+        self.finish(granted_at)
+        with contextlib.suppress(ValueError):
             self.log.remove(granted_at)
-        except ValueError:
-            pass
         if self.window_end is None or granted_at >= self.window_end - self.period:
             self.granted = max(0, self.granted - 1)
 
@@ -152,9 +161,11 @@ class Budget:
             return
         if info.reset_at + self.margin <= now:
             return  # it names a window that has already ended
-        # A window we had not seen: count our grants since it began, and the server's view.
+        # A window we had not seen: count our grants since it began and those still in
+        # flight from before (the server may count them in this window), and its view.
         start = info.reset_at - self.period
         self.granted = sum(1 for t in self.log if t >= start)
+        self.granted += sum(1 for t in self.in_flight if t < start)
         self.reported = used
         self.window_reset = info.reset_epoch
         self.window_end = info.reset_at
@@ -231,8 +242,8 @@ class BaseLimiter(abc.ABC):
         """Undo the grant of a request that was never sent."""
 
     @abc.abstractmethod
-    async def observe(self, info: RateLimitInfo) -> None:
-        """Take in the X-RateLimit-* headers of a response."""
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+        """Take in a response's budget headers (if any) and end the ticket's flight."""
 
     @abc.abstractmethod
     async def _pause(self, until: float) -> None:
@@ -304,6 +315,13 @@ class BaseLimiter(abc.ABC):
             next_head = self._head()
             if next_head is not None and not next_head.wake.done():
                 next_head.wake.set_result(None)
+
+    async def release(self, ticket: Ticket, info: RateLimitInfo | None = None) -> None:
+        """End a ticket whose request was sent, with the budget its answer announced."""
+        before = self._last_snapshot()[0]
+        await self._finish(ticket, info)
+        if self._last_snapshot()[0] > before:  # the server allows more than we assumed
+            self._wake_head()
 
     async def refund(self, ticket: Ticket) -> None:
         """Give back a ticket whose request certainly never reached the server."""
@@ -452,12 +470,10 @@ class LocalLimiter(BaseLimiter):
     async def _give_back(self, ticket: Ticket) -> None:
         self._budget.give_back(ticket.granted_at)
 
-    async def observe(self, info: RateLimitInfo) -> None:
-        """Take in the X-RateLimit-* headers of a response."""
-        before = self._budget.limit
-        self._budget.observe(info, self.clock.time())
-        if self._budget.limit > before:
-            self._wake_head()
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+        if info is not None:
+            self._budget.observe(info, self.clock.time())
+        self._budget.finish(ticket.granted_at)
 
     async def _pause(self, until: float) -> None:
         self._budget.pause(until)

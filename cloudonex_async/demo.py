@@ -49,15 +49,19 @@ async def run() -> None:
 
         print(f"\ncreated {len(customers)} customers; listed back {len(listed)} (2 per page):")
         for customer in listed:
-            print(f"  #{customer.id:<3} {customer.account:<14} {customer.email:<20} {customer.phone}")
+            print(
+                f"  #{customer.id:<3} {customer.account:<14} {customer.email:<20} {customer.phone}"
+            )
         total = sum((i.amount or Decimal(0) for i in invoices), Decimal(0))
-        print(f"\ninvoice {invoice.invoice_number} for {jane.account}: {invoice.status}, {invoice.amount}")
+        print(f"\ninvoice {invoice.invoice_number} for {jane.account}: ", end="")
+        print(f"{invoice.status}, {invoice.amount}")
         for item in invoice.items or []:
             print(f"  {item.description:<14} {item.qty} x {item.amount}")
         print(f"invoices of {jane.account}: {len(invoices)}, total {total}")
         print(
             f"\nbudget: {status.remaining} of {status.limit} requests left this hour; "
-            f"{status.requests_sent} sent, {status.retries} retried, {status.rate_limited} rate-limited"
+            f"{status.requests_sent} sent, {status.retries} retried, "
+            f"{status.rate_limited} rate-limited"
         )
 
 

@@ -49,11 +49,16 @@ __all__ = [
 # One script per operation; each runs atomically in Redis. State per budget:
 #   KEYS[1] a hash {limit, window_reset, window_end, granted, reported, paused_until}
 #   KEYS[2] a sorted set of grant ids scored by grant time (the sliding log)
+#   KEYS[3] a sorted set of the grants still in flight (stale ones, from crashed
+#           processes, are dropped after STALE_SECONDS)
+# ARGV: now, period, margin, default limit, stale seconds, then the operation's own.
 # The window rules mirror _ratelimit.Budget line by line.
+STALE_SECONDS = 600
 _ADVANCE = """
-local h, z = KEYS[1], KEYS[2]
+local h, z, f = KEYS[1], KEYS[2], KEYS[3]
 local now, period, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', z, '-inf', now - period)
+redis.call('ZREMRANGEBYSCORE', f, '-inf', now - tonumber(ARGV[5]))
 local s = redis.call('HMGET', h, 'limit', 'window_reset', 'window_end', 'granted', 'reported',
                      'paused_until')
 local limit = tonumber(s[1]) or tonumber(ARGV[4])
@@ -63,26 +68,29 @@ local paused = tonumber(s[6]) or 0
 if window_end and now >= window_end + margin then
   local skipped = math.max(1, math.ceil((now - window_end) / period))
   window_end = window_end + skipped * period
-  window_reset, granted, reported = nil, 0, 0
-  redis.call('HSET', h, 'window_end', tostring(window_end), 'granted', 0, 'reported', 0)
+  window_reset, granted, reported = nil, redis.call('ZCARD', f), 0
+  redis.call('HSET', h, 'window_end', tostring(window_end), 'granted', granted, 'reported', 0)
   redis.call('HDEL', h, 'window_reset')
 end
 local used
 if window_end then used = math.max(granted, reported)
 else used = redis.call('ZCOUNT', z, '(' .. tostring(now - period), '+inf') end
+local ttl = math.ceil(math.max(period, tonumber(ARGV[5])) * 2000)
+redis.call('PEXPIRE', h, ttl)
 """
 
 _TAKE = (
     _ADVANCE
     + """
 local reserve = 0
-if ARGV[5] == 'bulk' then reserve = math.ceil(limit * tonumber(ARGV[6]) - 1e-9) end
-redis.call('PEXPIRE', h, math.ceil(period * 2000))
+if ARGV[6] == 'bulk' then reserve = math.ceil(limit * tonumber(ARGV[7]) - 1e-9) end
 if now < paused then return tostring(paused) end
 if limit - used - reserve > 0 then
-  redis.call('ZADD', z, now, ARGV[7])
+  redis.call('ZADD', z, now, ARGV[8])
+  redis.call('ZADD', f, now, ARGV[8])
   redis.call('HSET', h, 'granted', granted + 1)
-  redis.call('PEXPIRE', z, math.ceil(period * 2000))
+  redis.call('PEXPIRE', z, ttl)
+  redis.call('PEXPIRE', f, ttl)
   return false
 end
 if window_end then return tostring(window_end + margin) end
@@ -95,9 +103,10 @@ return tostring(now)
 _GIVE_BACK = (
     _ADVANCE
     + """
-local t = redis.call('ZSCORE', z, ARGV[5])
+redis.call('ZREM', f, ARGV[6])
+local t = redis.call('ZSCORE', z, ARGV[6])
 if t then
-  redis.call('ZREM', z, ARGV[5])
+  redis.call('ZREM', z, ARGV[6])
   if (not window_end) or tonumber(t) >= window_end - period then
     redis.call('HSET', h, 'granted', math.max(0, granted - 1))
   end
@@ -106,24 +115,30 @@ return false
 """
 )
 
-_OBSERVE = (
+_FINISH = (
     _ADVANCE
     + """
-local info_limit, remaining = tonumber(ARGV[5]), tonumber(ARGV[6])
-local reset_epoch, reset_at = tonumber(ARGV[7]), tonumber(ARGV[8])
-if info_limit and info_limit > 0 then limit = info_limit; redis.call('HSET', h, 'limit', limit) end
-local used_now = math.max(0, limit - remaining)
-if (not reset_epoch) or (not reset_at) then
-  redis.call('HSET', h, 'reported', math.max(reported, used_now)); return false
+local info_limit, remaining = tonumber(ARGV[7]), tonumber(ARGV[8])
+local reset_epoch, reset_at = tonumber(ARGV[9]), tonumber(ARGV[10])
+if remaining then
+  if info_limit and info_limit > 0 then
+    limit = info_limit
+    redis.call('HSET', h, 'limit', limit)
+  end
+  local used_now = math.max(0, limit - remaining)
+  if (not reset_epoch) or (not reset_at) then
+    redis.call('HSET', h, 'reported', math.max(reported, used_now))
+  elseif window_reset and reset_epoch == window_reset then
+    redis.call('HSET', h, 'reported', math.max(reported, used_now))
+  elseif (not window_reset or reset_epoch > window_reset) and reset_at + margin > now then
+    local start = reset_at - period
+    local ours = redis.call('ZCOUNT', z, tostring(start), '+inf')
+    ours = ours + redis.call('ZCOUNT', f, '-inf', '(' .. tostring(start))
+    redis.call('HSET', h, 'granted', ours, 'reported', used_now,
+               'window_reset', tostring(reset_epoch), 'window_end', tostring(reset_at))
+  end
 end
-if window_reset and reset_epoch < window_reset then return false end
-if window_reset and reset_epoch == window_reset then
-  redis.call('HSET', h, 'reported', math.max(reported, used_now)); return false
-end
-if reset_at + margin <= now then return false end
-local ours = redis.call('ZCOUNT', z, tostring(reset_at - period), '+inf')
-redis.call('HSET', h, 'granted', ours, 'reported', used_now, 'window_reset', tostring(reset_epoch),
-           'window_end', tostring(reset_at))
+redis.call('ZREM', f, ARGV[6])
 return false
 """
 )
@@ -131,7 +146,7 @@ return false
 _PAUSE = (
     _ADVANCE
     + """
-redis.call('HSET', h, 'paused_until', tostring(math.max(paused, tonumber(ARGV[5]))))
+redis.call('HSET', h, 'paused_until', tostring(math.max(paused, tonumber(ARGV[6]))))
 return false
 """
 )
@@ -193,7 +208,7 @@ class RedisLimiter(BaseLimiter):
                 "RedisLimiter needs redis-py: pip install 'cloudonex-async[redis]'"
             )
         digest = hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:24]
-        self._keys = [f"{prefix}:{digest}", f"{prefix}:{digest}:log"]
+        self._keys = [f"{prefix}:{digest}", f"{prefix}:{digest}:log", f"{prefix}:{digest}:flight"]
         self._redis = redis
         self._seen: tuple[int, int, float | None] = (rate_limit, rate_limit, None)
         self._scripts = {
@@ -201,14 +216,20 @@ class RedisLimiter(BaseLimiter):
             for name, source in {
                 "take": _TAKE,
                 "give_back": _GIVE_BACK,
-                "observe": _OBSERVE,
+                "finish": _FINISH,
                 "pause": _PAUSE,
                 "snapshot": _SNAPSHOT,
             }.items()
         }
 
     async def _run(self, name: str, now: float, *args: str | int) -> object:
-        base: list[str | int] = [repr(now), repr(self.rate_period), repr(self.reset_margin), self.rate_limit]
+        base: list[str | int] = [
+            repr(now),
+            repr(self.rate_period),
+            repr(self.reset_margin),
+            self.rate_limit,
+            STALE_SECONDS,
+        ]
         return await self._scripts[name](keys=self._keys, args=[*base, *args])
 
     async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
@@ -230,15 +251,21 @@ class RedisLimiter(BaseLimiter):
     async def _give_back(self, ticket: Ticket) -> None:
         await self._run("give_back", self.clock.time(), ticket.id)
 
-    async def observe(self, info: RateLimitInfo) -> None:
-        """Take in the X-RateLimit-* headers of a response."""
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+        def opt(value: float | None) -> str:
+            return repr(value) if value is not None else ""
+
+        if info is None:
+            await self._run("finish", self.clock.time(), ticket.id, "", "", "", "")
+            return
         await self._run(
-            "observe",
+            "finish",
             self.clock.time(),
+            ticket.id,
             info.limit if info.limit is not None else "",
             info.remaining,
-            repr(info.reset_epoch) if info.reset_epoch is not None else "",
-            repr(info.reset_at) if info.reset_at is not None else "",
+            opt(info.reset_epoch),
+            opt(info.reset_at),
         )
 
     async def _pause(self, until: float) -> None:

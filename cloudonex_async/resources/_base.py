@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .._convert import CONVERTER
 from .._pagination import DEFAULT_PAGE_SIZE, Paginator
-from .._protocol import Envelope, JSONValue, created_id, format_id
+from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
 from ..errors import ResponseParseError
 from ..models import Model

@@ -7,9 +7,8 @@ pytest-asyncio; without it this plugin defines nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import importlib.util
+from collections.abc import AsyncIterator
 
 if importlib.util.find_spec("pytest_asyncio") is not None:
     import pytest_asyncio

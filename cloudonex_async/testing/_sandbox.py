@@ -107,17 +107,21 @@ class Fault:
     retry_after: float | None = None
 
 
-@attrs.frozen
+@attrs.define
 class LoggedRequest:
-    """One request as the sandbox saw it (the API key is never logged)."""
+    """One request as the sandbox saw it (the API key is never logged).
+
+    It is logged on arrival; ``status`` is filled in when the answer goes out (0 for a
+    dropped connection or one still being answered).
+    """
 
     method: str
     path: str
-    resource: str | None
-    action: str
-    status: int
     params: Mapping[str, str]
     at: float
+    resource: str | None = None
+    action: str = "unknown"
+    status: int = 0
     fault: str | None = None
     created: tuple[int, ...] = ()
 
@@ -273,7 +277,8 @@ class SandboxServer:
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         path = (route if route is not None else request.path).strip("/")
         segments = path.split("/")
-        log = _LogEntry(request.method, "/" + path, query)
+        log = LoggedRequest(request.method, "/" + path, query, self.clock.time())
+        self.requests.append(log)
         try:
             return await self._answer(request, log, key, segments, query)
         except _Drop:
@@ -281,13 +286,11 @@ class SandboxServer:
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError() from None
-        finally:
-            self.requests.append(log.freeze(self.clock.time()))
 
     async def _answer(
         self,
         request: web.Request,
-        log: _LogEntry,
+        log: LoggedRequest,
         key: str | None,
         segments: list[str],
         query: dict[str, str],
@@ -349,7 +352,9 @@ class SandboxServer:
             roll -= rate
         return None
 
-    async def _fail(self, log: _LogEntry, fault: Fault, headers: dict[str, str]) -> web.Response:
+    async def _fail(
+        self, log: LoggedRequest, fault: Fault, headers: dict[str, str]
+    ) -> web.Response:
         if fault.kind == "drop":
             raise _Drop
         if fault.kind == "stall":
@@ -376,7 +381,7 @@ class SandboxServer:
 
     def _json(
         self,
-        log: _LogEntry,
+        log: LoggedRequest,
         status: int,
         body: object,
         headers: Mapping[str, str] | None = None,
@@ -391,7 +396,7 @@ class SandboxServer:
         )
 
     async def _route(
-        self, request: web.Request, log: _LogEntry, segments: list[str], query: dict[str, str]
+        self, request: web.Request, log: LoggedRequest, segments: list[str], query: dict[str, str]
     ) -> tuple[int, object]:
         method = request.method
         if segments[0] == "batch" and len(segments) == 2 and method == "POST":
@@ -456,7 +461,7 @@ class SandboxServer:
         return errors
 
     def _create(
-        self, log: _LogEntry, resource: str, data: Mapping[str, object]
+        self, log: LoggedRequest, resource: str, data: Mapping[str, object]
     ) -> tuple[int, object]:
         errors = self._validate(resource, data)
         if errors:
@@ -486,7 +491,7 @@ class SandboxServer:
         return record
 
     def _batch(
-        self, log: _LogEntry, resource: str, body: Mapping[str, object]
+        self, log: LoggedRequest, resource: str, body: Mapping[str, object]
     ) -> tuple[int, object]:
         records = body.get(resource)
         if not isinstance(records, list):
@@ -550,7 +555,7 @@ class SandboxServer:
         return 200, body
 
 
-def _classify(log: _LogEntry, method: str, segments: list[str]) -> None:
+def _classify(log: LoggedRequest, method: str, segments: list[str]) -> None:
     if segments[0] == "batch" and len(segments) == 2:
         log.resource, log.action = segments[1], "batch"
     elif len(segments) == 1:
@@ -559,31 +564,6 @@ def _classify(log: _LogEntry, method: str, segments: list[str]) -> None:
     else:
         log.resource = segments[0]
         log.action = {"GET": "get", "PUT": "update", "DELETE": "delete"}.get(method, "other")
-
-
-@attrs.define
-class _LogEntry:
-    method: str
-    path: str
-    params: Mapping[str, str]
-    resource: str | None = None
-    action: str = "unknown"
-    status: int = 0
-    fault: str | None = None
-    created: tuple[int, ...] = ()
-
-    def freeze(self, at: float) -> LoggedRequest:
-        return LoggedRequest(
-            method=self.method,
-            path=self.path,
-            resource=self.resource,
-            action=self.action,
-            status=self.status,
-            params=self.params,
-            at=at,
-            fault=self.fault,
-            created=self.created,
-        )
 
 
 async def _read_body(request: web.Request) -> dict[str, object]:
