@@ -1,0 +1,200 @@
+"""RedisLimiter: one budget across processes, against a real redis-server.
+
+The tests start ``redis-server`` on a free port. Where the binary is missing they are
+skipped, saying why, except under CLOUDONEX_REQUIRE_REDIS=1 (set by .ci/run), where a
+missing server fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from cloudonex_async import RateLimitError, RateLimitInfo, RedisLimiter
+from cloudonex_async.testing import FakeClock
+
+from .conftest import SandboxFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on loopback for this module's tests."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CLOUDONEX_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is required here (CLOUDONEX_REQUIRE_REDIS=1) but missing")
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def make_limiter(redis: Redis, clock: FakeClock | None = None, **kwargs: object) -> RedisLimiter:
+    return RedisLimiter(
+        redis,
+        base_url="https://x.test",
+        api_key="k",
+        clock=clock,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_simulated_hour_through_redis(redis: Redis) -> None:
+    clock = FakeClock(T0)
+    limiter = make_limiter(redis, clock, rate_limit=100, rate_period=3600)
+    limiter.poll_seconds = 600  # fake time: nobody else changes the budget meanwhile
+    for _ in range(100):
+        ticket = await limiter.acquire(max_wait=0)
+        await limiter.release(ticket)
+    with pytest.raises(RateLimitError) as error:
+        await limiter.acquire(max_wait=0)
+    assert error.value.reset_at is not None
+    assert error.value.reset_at.timestamp() == pytest.approx(T0 + 3600)
+    await limiter.acquire()
+    assert clock.time() >= T0 + 3600
+
+
+async def test_the_server_window_and_reserve_are_shared(redis: Redis) -> None:
+    clock = FakeClock(T0)
+    a = make_limiter(redis, clock, rate_limit=1000, bulk_reserve=0.2)
+    b = make_limiter(redis, clock, rate_limit=1000, bulk_reserve=0.2)
+    ticket = await a.acquire()
+    await a.release(
+        ticket, RateLimitInfo(remaining=9, limit=10, reset_epoch=T0 + 60, reset_at=T0 + 60)
+    )
+    stats = await b.statistics()
+    assert (stats.limit, stats.remaining) == (10, 9)
+    for _ in range(7):
+        await b.acquire(priority="bulk", max_wait=0)
+    with pytest.raises(RateLimitError):
+        await a.acquire(priority="bulk", max_wait=0)
+    await a.acquire(priority="interactive", max_wait=0)
+    refund = await b.acquire(priority="interactive", max_wait=0)
+    with pytest.raises(RateLimitError):
+        await a.acquire(max_wait=0)
+    await b.refund(refund)
+    await a.acquire(max_wait=0)
+
+
+async def test_a_429_pause_is_shared(redis: Redis) -> None:
+    clock = FakeClock(T0)
+    a = make_limiter(redis, clock)
+    b = make_limiter(redis, clock)
+    await a.rate_limited(30.0, None)
+    with pytest.raises(RateLimitError) as error:
+        await b.acquire(max_wait=0)
+    assert error.value.retry_after == pytest.approx(30)
+    await b.acquire()
+    assert clock.time() >= T0 + 30
+
+
+async def test_cancelling_a_redis_waiter_releases_nothing_it_did_not_take(redis: Redis) -> None:
+    clock = FakeClock(T0)
+    limiter = make_limiter(redis, clock, rate_limit=1, rate_period=3600)
+    await limiter.acquire()
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert (await limiter.statistics()).remaining == 0
+
+
+@pytest.mark.slow
+async def test_four_processes_share_one_budget_with_no_429(
+    redis: Redis, redis_url: str, make_sandbox: SandboxFactory
+) -> None:
+    limit, period, workers, each = 25, 1.0, 4, 25
+    sandbox = await make_sandbox(rate_limit=limit, rate_period=period)
+    start_at = (math.floor(time.time() / period) + 3) * period  # a window boundary, after start-up
+    args = [
+        sandbox.base_url,
+        sandbox.api_key,
+        redis_url,
+        str(each),
+        repr(start_at),
+        str(limit),
+        repr(period),
+    ]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.redis_worker",
+            *args,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
+    outputs = [await p.communicate() for p in procs]
+    for (_, err), proc in zip(outputs, procs, strict=True):
+        assert proc.returncode == 0, err.decode()
+    reports = [json.loads(out) for out, _ in outputs]
+    assert sum(r["rate_limited"] for r in reports) == 0
+    assert [r.status for r in sandbox.requests] == [200] * (workers * each)
+    per_window = Counter(math.floor(r.at / period) for r in sandbox.requests)
+    used = workers * each / (limit * len(per_window))
+    assert used >= 0.95, per_window
