@@ -8,6 +8,7 @@ table-style without a network.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -245,9 +246,12 @@ _ENVELOPE_KEYS = frozenset({"success", "error", "data", "message", "errors"})
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def decode_json(body: bytes) -> JSONValue:
-    """Decode JSON with fractional numbers as Decimal. Raises ValueError on bad input."""
-    value: JSONValue = json.loads(body, parse_float=Decimal)
+    """Decode UTF-8 JSON with fractional numbers as Decimal. Raises ValueError on bad input."""
+    value: JSONValue = _DECODER.decode(body.decode("utf-8"))
     return value
 
 
@@ -258,7 +262,7 @@ def parse_response(raw: RawResponse) -> Envelope:
     shipped CloudOnex servers send: a bare object or array, ``{"error": false, ...}``
     on create, and ``{"error": true, "message": ...}`` failures at status 200.
     """
-    text_ok = bool(raw.body.strip())
+    text_ok = bool(raw.body) and not raw.body.isspace()
     decoded: JSONValue = None
     decode_failed = False
     if text_ok:
@@ -475,14 +479,19 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def clock_skew(headers: Mapping[str, str], now: float) -> float:
     """Return local time minus server time from the Date header (0 if small or unknown)."""
     raw = _header(headers, "Date")
-    if not raw:
-        return 0.0
-    try:
-        server_now = parsedate_to_datetime(raw).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    server_now = _http_date(raw) if raw else None
+    if server_now is None:
         return 0.0
     skew = now - server_now
     return skew if abs(skew) >= MIN_CORRECTED_SKEW else 0.0
+
+
+@functools.lru_cache(maxsize=16)  # a Date header changes once a second: parse it once
+def _http_date(raw: str) -> float | None:
+    try:
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
@@ -494,12 +503,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None) -> float | 
         return max(0.0, float(raw))
     except ValueError:
         pass
-    if now is None:
-        return None
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    moment = _http_date(raw) if now is not None else None
+    return None if moment is None or now is None else max(0.0, moment - now)
 
 
 # --------------------------------------------------------------------------- retries

@@ -237,13 +237,20 @@ class BaseLimiter(abc.ABC):
     async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
         """Take one grant and return None, or return the time more may be available."""
 
+    def _take_nowait(self, priority: Priority, now: float) -> bool:
+        """Take a grant without waiting, if the budget lives in this process."""
+        return False
+
     @abc.abstractmethod
     async def _give_back(self, ticket: Ticket) -> None:
         """Undo the grant of a request that was never sent."""
 
     @abc.abstractmethod
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
-        """Take in a response's budget headers (if any) and end the ticket's flight."""
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
+        """Take in a response's budget headers (if any) and end the ticket's flight.
+
+        Return whether the server announced a larger limit than was assumed.
+        """
 
     @abc.abstractmethod
     async def _pause(self, until: float) -> None:
@@ -282,6 +289,11 @@ class BaseLimiter(abc.ABC):
         if self.pacing == "smooth":
             await self._pace()
         start = self.clock.time()
+        if not (self._queue["interactive"] or self._queue["bulk"]) and self._take_nowait(
+            priority, start
+        ):
+            self._stats["requests_sent"] += 1
+            return Ticket(id=f"{id(self):x}-{next(self._ids)}", granted_at=start, priority=priority)
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
         ticket_id = f"{id(self):x}-{next(self._ids)}"
@@ -318,9 +330,7 @@ class BaseLimiter(abc.ABC):
 
     async def release(self, ticket: Ticket, info: RateLimitInfo | None = None) -> None:
         """End a ticket whose request was sent, with the budget its answer announced."""
-        before = self._last_snapshot()[0]
-        await self._finish(ticket, info)
-        if self._last_snapshot()[0] > before:  # the server allows more than we assumed
+        if await self._finish(ticket, info):
             self._wake_head()
 
     async def refund(self, ticket: Ticket) -> None:
@@ -461,19 +471,24 @@ class LocalLimiter(BaseLimiter):
         )
         self._granted: dict[str, float] = {}
 
-    async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
+    def _take_nowait(self, priority: Priority, now: float) -> bool:
         if self._budget.available(now, priority) > 0:
             self._budget.take(now)
-            return None
-        return self._budget.next_refill(now)
+            return True
+        return False
+
+    async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
+        return None if self._take_nowait(priority, now) else self._budget.next_refill(now)
 
     async def _give_back(self, ticket: Ticket) -> None:
         self._budget.give_back(ticket.granted_at)
 
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
+        limit = self._budget.limit
         if info is not None:
             self._budget.observe(info, self.clock.time())
         self._budget.finish(ticket.granted_at)
+        return self._budget.limit > limit
 
     async def _pause(self, until: float) -> None:
         self._budget.pause(until)

@@ -74,7 +74,7 @@ class Transport:
                 body = await response.read()
                 return RawResponse(
                     status=response.status,
-                    headers=dict(response.headers),
+                    headers=response.headers,  # a case-insensitive read-only view
                     body=body,
                     method=request.method,
                     url=request.display_url,

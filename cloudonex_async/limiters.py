@@ -251,13 +251,13 @@ class RedisLimiter(BaseLimiter):
     async def _give_back(self, ticket: Ticket) -> None:
         await self._run("give_back", self.clock.time(), ticket.id)
 
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
         def opt(value: float | None) -> str:
             return repr(value) if value is not None else ""
 
         if info is None:
             await self._run("finish", self.clock.time(), ticket.id, "", "", "", "")
-            return
+            return False
         await self._run(
             "finish",
             self.clock.time(),
@@ -267,6 +267,7 @@ class RedisLimiter(BaseLimiter):
             opt(info.reset_epoch),
             opt(info.reset_at),
         )
+        return info.limit is not None and info.limit > self._seen[0]
 
     async def _pause(self, until: float) -> None:
         await self._run("pause", self.clock.time(), repr(until))
