@@ -132,7 +132,7 @@ class Paginator(Generic[T]):
                 last = is_last_page(info, number, size) or number == last_needed
                 if not last:
                     depth = self.prefetch
-                    if total_pages is not None:
+                    if total_pages is not None and self.concurrency > 1:
                         depth = max(depth, self.concurrency)
                     horizon = number + depth
                     if total_pages is not None:

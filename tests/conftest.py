@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,17 @@ from cloudonex_async import Client, LocalLimiter, RetryPolicy
 from cloudonex_async.testing import SandboxServer
 
 SandboxFactory = Callable[..., Awaitable[SandboxServer]]
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    pytest.fail("the condition did not come true in time")
+
+
 ClientFactory = Callable[..., Client]
 
 # Short timeouts and backoff keep fault tests fast; the behaviour is the same.

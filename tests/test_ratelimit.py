@@ -20,7 +20,7 @@ from cloudonex_async import (
 from cloudonex_async._ratelimit import Budget
 from cloudonex_async.testing import FakeClock, Faults, SandboxServer
 
-from .conftest import ClientFactory, SandboxFactory
+from .conftest import ClientFactory, SandboxFactory, wait_until
 
 T0 = 1_700_000_000.0
 
@@ -230,10 +230,8 @@ async def test_interactive_calls_are_served_from_the_reserve_during_a_bulk_job(
         asyncio.ensure_future(client.request("GET", "customers", priority="bulk"))
         for _ in range(100)
     ]
-    for _ in range(2000):  # until the job has spent all it may and waits for Reset
-        await asyncio.sleep(0.001)
-        if sandbox.count() == 45 and client.rate_limit.waits:
-            break
+    # Until the job has spent all it may and waits for Reset:
+    await wait_until(lambda: sandbox.count() == 45 and client.rate_limit.waits > 0)
     assert sum(task.done() for task in bulk) == 45
     for _ in range(5):  # the reserve: 10% of 50
         assert await client.request("GET", "customers", max_wait=0) == []

@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped answers")
+    parser.add_argument("--page-size", type=int, default=20, help="default listing page size")
+    parser.add_argument("--seed-customers", type=int, default=0, help="start with N customers")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
@@ -32,6 +34,14 @@ def main(argv: list[str] | None = None) -> None:
             rate_period=args.rate_period,
             latency=args.latency,
             faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate),
+            default_page_size=args.page_size,
+        )
+        sandbox.seed(
+            "customers",
+            [
+                {"account": f"Customer {n}", "email": f"customer{n}@example.com"}
+                for n in range(1, args.seed_customers + 1)
+            ],
         )
         async with sandbox:
             print(f"CloudOnex sandbox at {sandbox.base_url}/api/v2/ (key: {sandbox.api_key})")
