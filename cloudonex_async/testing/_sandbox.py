@@ -21,7 +21,7 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import formatdate
@@ -526,17 +526,19 @@ class SandboxServer:
     def _list(self, resource: str, query: Mapping[str, str]) -> tuple[int, object]:
         filters = {k: v for k, v in query.items() if k not in ("page", "limit", "search")}
         needle = query.get("search", "").lower()
-        rows = [
-            r
-            for _, r in sorted(self.store[resource].items())
-            if all(str(r.get(k, "")) == v for k, v in filters.items())
-            and (
-                not needle
-                or any(needle in str(v).lower() for v in r.values() if isinstance(v, str))
-            )
-        ]
+        # Records are stored in id order, so the dict's order is the listing's order.
+        rows: Collection[dict[str, object]] = self.store[resource].values()
+        if filters or needle:
+            rows = [
+                r
+                for r in rows
+                if all(str(r.get(k, "")) == v for k, v in filters.items())
+                and (
+                    not needle or any(needle in v.lower() for v in r.values() if isinstance(v, str))
+                )
+            ]
         if self.paging == "ignore":
-            return 200, rows  # a bare array of everything, as shipped servers answer
+            return 200, list(rows)  # a bare array of everything, as shipped servers answer
         try:
             page = max(1, int(query.get("page", "1")))
             size = min(self.max_page_size, max(1, int(query.get("limit", self.default_page_size))))
@@ -544,7 +546,7 @@ class SandboxServer:
             return 400, _failure("Validation failed", {"page": "page and limit must be numbers"})
         if self.paging == "stuck":
             page = 1
-        chunk = rows[(page - 1) * size : page * size]
+        chunk = list(itertools.islice(rows, (page - 1) * size, page * size))
         body: dict[str, object] = _success(chunk)
         if self.paging != "plain":
             body["meta"] = {
