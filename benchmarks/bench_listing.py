@@ -32,11 +32,12 @@ def rss_bytes() -> int:
     return pages * 4096
 
 
-async def walk(client: Client, *, work: float, **options: int) -> float:
+async def walk(client: Client, *, work: float, prefetch: int, concurrency: int = 1) -> float:
     """Seconds to walk 50 pages with the given list() options."""
     start = time.perf_counter()
     count = 0
-    async for page in client.customers.list(page_size=PAGE_SIZE, **options).pages():
+    listing = client.customers.list(page_size=PAGE_SIZE, prefetch=prefetch, concurrency=concurrency)
+    async for page in listing.pages():
         count += len(page.items)
         if work:
             await asyncio.sleep(work)
@@ -51,13 +52,14 @@ async def speed(base_url: str, repeats: int) -> dict[str, float]:
         await walk(client, work=0, prefetch=0)  # warm-up
         times: dict[str, list[float]] = {}
         for _ in range(repeats):
-            for name, work, options in (
-                ("sequential+work", WORK_SECONDS, {"prefetch": 0}),
-                ("prefetch+work", WORK_SECONDS, {"prefetch": 1}),
-                ("sequential", 0.0, {"prefetch": 0}),
-                ("concurrent8", 0.0, {"prefetch": 0, "concurrency": 8}),
+            for name, work, prefetch, concurrency in (
+                ("sequential+work", WORK_SECONDS, 0, 1),
+                ("prefetch+work", WORK_SECONDS, 1, 1),
+                ("sequential", 0.0, 0, 1),
+                ("concurrent8", 0.0, 0, 8),
             ):
-                times.setdefault(name, []).append(await walk(client, work=work, **options))
+                elapsed = await walk(client, work=work, prefetch=prefetch, concurrency=concurrency)
+                times.setdefault(name, []).append(elapsed)
     result = {name: median(values) for name, values in times.items()}
     result["prefetch_speedup"] = median(
         [s / p for s, p in zip(times["sequential+work"], times["prefetch+work"], strict=True)]

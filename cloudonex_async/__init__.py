@@ -10,6 +10,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._bulk import BulkProgress, BulkResult, Outcome
 from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
@@ -19,6 +20,7 @@ from ._ratelimit import RateLimitStatus
 from .errors import (
     APIError,
     AuthenticationError,
+    BulkError,
     CloudOnexError,
     ConfigurationError,
     NotFoundError,
@@ -57,6 +59,9 @@ __all__ = [
     "UNSET",
     "APIError",
     "AuthenticationError",
+    "BulkError",
+    "BulkProgress",
+    "BulkResult",
     "Client",
     "ClientConfig",
     "Clock",
@@ -71,6 +76,7 @@ __all__ = [
     "Model",
     "NotFoundError",
     "Order",
+    "Outcome",
     "OutcomeUnknownError",
     "Page",
     "PaginationError",

@@ -30,6 +30,7 @@ from ._config import (
     _Unset,
     make_config,
 )
+from ._hooks import BEFORE_SEND
 from ._protocol import (
     AuthMode,
     BodyEncoding,
@@ -161,6 +162,8 @@ class Client:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._rng = random.Random()
         self._closed = False
+        # Per resource: whether the server has POST batch/<resource> (None: not known yet).
+        self._batch_support: dict[str, bool] = {}
         self.customers = Customers(self)
         self.invoices = Invoices(self)
         self.transactions = Transactions(self)
@@ -300,6 +303,13 @@ class Client:
         while True:
             attempt += 1
             ticket = await limiter.acquire(priority=priority, max_wait=wait, owner=self)
+            before_send = BEFORE_SEND.get()
+            if before_send is not None:
+                try:
+                    await before_send()
+                except BaseException:
+                    await asyncio.shield(limiter.refund(ticket))
+                    raise
             sending = False
             started = time.perf_counter()
             try:

@@ -15,7 +15,8 @@
     │   ├── RateLimitError        429, or the budget is spent and the caller would not wait
     │   └── ServerError           5xx
     ├── ResponseParseError        the answer is not the JSON envelope (HTML, empty, truncated)
-    └── PaginationError           a listing does not advance (the server repeats a page)
+    ├── PaginationError           a listing does not advance (the server repeats a page)
+    └── BulkError                 raise_on_error=True: some records failed or are unknown
 
 Every message says what happened and what to do next. No message, ``repr`` or
 attribute ever holds the API key: URLs are redacted before they get here.
@@ -25,10 +26,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._bulk import BulkResult
+    from .models import Model
 
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BulkError",
     "CloudOnexError",
     "ConfigurationError",
     "NotFoundError",
@@ -201,3 +208,17 @@ class ResponseParseError(CloudOnexError):
 
 class PaginationError(CloudOnexError):
     """A listing stopped advancing: the server sent the same page again."""
+
+
+class BulkError(CloudOnexError):
+    """A bulk job run with ``raise_on_error=True`` had records that failed or are unknown.
+
+    ``result`` holds every record's outcome, the successful ones included.
+    """
+
+    def __init__(self, result: BulkResult[Model]) -> None:
+        super().__init__(
+            f"bulk job incomplete: {result.summary()}; see .result for each record, "
+            "fix the failed ones and rerun with the same journal"
+        )
+        self.result = result
