@@ -15,6 +15,7 @@ latency can be injected, at random or one at a time, and every request is logged
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import math
@@ -387,7 +388,7 @@ class SandboxServer:
         headers: Mapping[str, str] | None = None,
     ) -> web.Response:
         log.status = status
-        all_headers = {"Date": formatdate(self.clock.time(), usegmt=True), **(headers or {})}
+        all_headers = {"Date": _http_date(int(self.clock.time())), **(headers or {})}
         return web.Response(
             status=status,
             body=json.dumps(body, default=_encode).encode(),
@@ -573,10 +574,18 @@ async def _read_body(request: web.Request) -> dict[str, object]:
     if not raw:
         return {}
     if request.content_type == "application/json":
-        value = json.loads(raw, parse_float=Decimal)
+        value = _DECODER.decode(raw.decode("utf-8"))
         return value if isinstance(value, dict) else {}
     form = await request.post()
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    return formatdate(second, usegmt=True)
 
 
 def _typed(data: Mapping[str, object]) -> dict[str, object]:
