@@ -8,7 +8,7 @@
         customer = await client.customers.create({"account": "Jane Doe"})
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from ._bulk import BulkProgress, BulkResult, Outcome
 from ._client import Client
@@ -51,8 +51,8 @@ from .models import (
 )
 
 try:
-    __version__ = version("cloudonex-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("cloudonex-async")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
