@@ -159,7 +159,9 @@ class Client:
         )
         self._limiter = limiter
         self._clock = clock or (limiter.clock if limiter is not None else SYSTEM_CLOCK)
-        self._slots = asyncio.Semaphore(max_concurrency)
+        # An owned session's connector already holds requests to max_concurrency
+        # connections; a borrowed session's may allow more, so those pass a semaphore.
+        self._slots = asyncio.Semaphore(max_concurrency) if session is not None else None
         self._rng = random.Random()
         self._closed = False
         # Per resource: whether the server has POST batch/<resource> (None: not known yet).
@@ -299,6 +301,7 @@ class Client:
         )
         wait = config.max_wait if isinstance(max_wait, _Unset) else max_wait
         limiter = self.limiter
+        debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
         while True:
             attempt += 1
@@ -311,11 +314,15 @@ class Client:
                     await asyncio.shield(limiter.refund(ticket))
                     raise
             sending = False
-            started = time.perf_counter()
+            started = time.perf_counter() if debug else 0.0
             try:
-                async with self._slots:
+                if self._slots is None:
                     sending = True
                     raw = await self._transport.send(request)
+                else:
+                    async with self._slots:
+                        sending = True
+                        raw = await self._transport.send(request)
             except TransportError as exc:
                 if exc.request_sent:
                     await limiter.release(ticket)
@@ -331,7 +338,7 @@ class Client:
             else:
                 info = RateLimitInfo.from_headers(raw.headers, self._clock.time())
                 await limiter.release(ticket, info)
-                if logger.isEnabledFor(logging.DEBUG):
+                if debug:
                     logger.debug(
                         "%s %s -> %d in %.1f ms (budget remaining: %s)",
                         request.method,
