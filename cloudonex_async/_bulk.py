@@ -376,14 +376,14 @@ class BulkJob(Generic[M]):
         operation: Operation[M],
         records: Iterable[object] | AsyncIterable[object],
         *,
-        key: Callable[[object], object] | None,
-        concurrency: int,
-        batch_size: int | None,
-        journal: str | None,
-        reconcile: Reconcile | None,
-        retry_failed: bool,
-        on_progress: ProgressHook | None,
-        total: int | None,
+        key: Callable[[object], object] | None = None,
+        concurrency: int = DEFAULT_BULK_CONCURRENCY,
+        batch_size: int | None = None,
+        journal: str | None = None,
+        reconcile: Reconcile | None = None,
+        retry_failed: bool = True,
+        on_progress: ProgressHook | None = None,
+        total: int | None = None,
     ) -> None:
         if concurrency < 1 or (batch_size is not None and batch_size < 1):
             raise ConfigurationError("concurrency and batch_size must be >= 1")

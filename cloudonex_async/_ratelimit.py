@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 from collections import deque
@@ -445,31 +446,17 @@ class LocalLimiter(BaseLimiter):
     """A limiter for one process: the budget lives in memory.
 
     Every ``Client`` of one (base URL, API key) in a process shares one of these unless
-    it is given its own ``limiter=``.
+    it is given its own ``limiter=``. Takes the arguments of :class:`BaseLimiter`.
     """
 
-    def __init__(
-        self,
-        *,
-        rate_limit: int = DEFAULT_RATE_LIMIT,
-        rate_period: float = DEFAULT_RATE_PERIOD,
-        pacing: Pacing = "burst",
-        bulk_reserve: float = DEFAULT_BULK_RESERVE,
-        reset_margin: float = DEFAULT_RESET_MARGIN,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(
-            rate_limit=rate_limit,
-            rate_period=rate_period,
-            pacing=pacing,
-            bulk_reserve=bulk_reserve,
-            reset_margin=reset_margin,
-            clock=clock,
+    @functools.cached_property
+    def _budget(self) -> Budget:
+        return Budget(
+            limit=self.rate_limit,
+            period=self.rate_period,
+            bulk_reserve=self.bulk_reserve,
+            margin=self.reset_margin,
         )
-        self._budget = Budget(
-            limit=rate_limit, period=rate_period, bulk_reserve=bulk_reserve, margin=reset_margin
-        )
-        self._granted: dict[str, float] = {}
 
     def _take_nowait(self, priority: Priority, now: float) -> bool:
         if self._budget.available(now, priority) > 0:

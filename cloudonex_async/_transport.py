@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from types import TracebackType
 
 import aiohttp
 
@@ -123,14 +122,3 @@ class Transport:
         if self._session is not None and self._owns_session:
             await self._session.close()
         self._session = None
-
-    async def __aenter__(self) -> Transport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -217,10 +217,7 @@ class Resource(Generic[M]):
             changes,
             key=key,
             concurrency=concurrency,
-            batch_size=None,
             journal=journal,
-            reconcile=None,
-            retry_failed=True,
             on_progress=on_progress,
             total=total,
         )
@@ -240,12 +237,8 @@ class Resource(Generic[M]):
         job = BulkJob(
             DeleteOperation(self),
             ids,
-            key=None,
             concurrency=concurrency,
-            batch_size=None,
             journal=journal,
-            reconcile=None,
-            retry_failed=True,
             on_progress=on_progress,
             total=total,
         )
