@@ -21,6 +21,7 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 from collections import deque
 from datetime import datetime, timezone
 from typing import Literal
@@ -226,7 +227,8 @@ class BaseLimiter(abc.ABC):
         self.reset_margin = reset_margin
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
-        self._ids = itertools.count()
+        # Ticket ids must be unique across processes sharing a RedisLimiter.
+        self._ids = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
         self._pacer: aiolimiter.AsyncLimiter | None = None
         self._pacer_interval = 0.0
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
@@ -294,10 +296,10 @@ class BaseLimiter(abc.ABC):
             priority, start
         ):
             self._stats["requests_sent"] += 1
-            return Ticket(id=f"{id(self):x}-{next(self._ids)}", granted_at=start, priority=priority)
+            return Ticket(id=next(self._ids), granted_at=start, priority=priority)
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
-        ticket_id = f"{id(self):x}-{next(self._ids)}"
+        ticket_id = next(self._ids)
         waited = False
         try:
             while True:
