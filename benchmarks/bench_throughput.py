@@ -86,7 +86,7 @@ def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
     with sandbox_process("--rate-limit", "100000000") as base_url:
         results = asyncio.run(measure(base_url, args.requests, args.repeats))
