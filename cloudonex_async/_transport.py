@@ -34,7 +34,9 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        # sock_connect bounds opening a TCP connection; waiting for a pooled one falls
+        # under the total (a per-request "connect" timer would cost every request).
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_connections = max_connections
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._session = session
