@@ -698,8 +698,3 @@ def page_fingerprint(items: Sequence[JSONValue]) -> tuple[object, ...]:
         else json.dumps(item, default=str)
         for item in items
     )
-
-
-def now_utc() -> datetime:  # pragma: no cover - trivial
-    """Return the current time as an aware UTC datetime."""
-    return datetime.now(timezone.utc)
