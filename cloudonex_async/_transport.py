@@ -83,18 +83,19 @@ class Transport:
         except asyncio.CancelledError:
             raise
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise self._error(
+            error = self._error(
                 RequestTimeoutError, request, "timed out waiting for the answer", exc, sent=True
-            ) from None
+            )
         except aiohttp.ClientConnectorError as exc:
             # The TCP (or TLS) connection never opened: nothing was sent.
-            raise self._error(
-                TransportError, request, "could not connect", exc, sent=False
-            ) from None
+            error = self._error(TransportError, request, "could not connect", exc, sent=False)
         except (aiohttp.ClientError, OSError) as exc:
-            raise self._error(
+            error = self._error(
                 TransportError, request, "the connection failed during the request", exc, sent=True
-            ) from None
+            )
+        # Raised outside the handlers, so neither __cause__ nor __context__ keeps
+        # aiohttp's exception, whose text may hold the key (query-auth URLs).
+        raise error
 
     def _error(
         self,
@@ -106,7 +107,7 @@ class Transport:
         sent: bool,
     ) -> TransportError:
         # aiohttp's exceptions may carry the full URL, key included in query-auth mode:
-        # they are described here, scrubbed, and not chained (``from None`` above).
+        # they are described here, scrubbed, and never chained (see send).
         detail = redact(f"{type(exc).__name__}: {exc}", self._api_key)
         reason = f"{what} ({detail})"
         return cls(

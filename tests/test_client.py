@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from decimal import Decimal
 from typing import Any
 
@@ -344,6 +345,7 @@ async def test_the_key_never_shows_in_reprs_errors_or_logs(
                 await call
             except Exception as exc:  # every error class this can raise
                 seen += [str(exc), repr(exc), str(exc.__cause__), repr(exc.__context__)]
+                seen += traceback.format_exception(exc)
                 seen += [str(v) for v in vars(exc).values()]
     with pytest.raises(ValidationError) as info:
         await client.customers.create({"account": "C", "email": "bad"})
