@@ -364,13 +364,6 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
     hint = _HINTS.get(status)
     if hint:
         text = f"{text}; {hint}"
-    kwargs = {
-        "status": status,
-        "errors": errors,
-        "headers": raw.headers,
-        "method": raw.method,
-        "url": raw.url,
-    }
     if status == 429:
         retry_after = parse_retry_after(raw.headers, now=None)
         info = RateLimitInfo.from_headers(raw.headers, now=None)
@@ -403,7 +396,9 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
         cls = ValidationError
     else:
         cls = APIError
-    return cls(text, **kwargs)  # type: ignore[arg-type]
+    return cls(
+        text, status=status, errors=errors, headers=raw.headers, method=raw.method, url=raw.url
+    )
 
 
 def created_id(data: JSONValue) -> int | None:
