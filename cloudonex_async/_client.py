@@ -305,7 +305,9 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            ticket = await limiter.acquire(priority=priority, max_wait=wait, owner=self)
+            ticket = limiter.acquire_nowait(priority) or await limiter.acquire(
+                priority=priority, max_wait=wait, owner=self
+            )
             before_send = BEFORE_SEND.get()
             if before_send is not None:
                 try:
@@ -337,7 +339,8 @@ class Client:
                 raise
             else:
                 info = RateLimitInfo.from_headers(raw.headers, self._clock.time())
-                await limiter.release(ticket, info)
+                if not limiter.release_nowait(ticket, info):
+                    await limiter.release(ticket, info)
                 if debug:
                     logger.debug(
                         "%s %s -> %d in %.1f ms (budget remaining: %s)",

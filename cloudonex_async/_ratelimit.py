@@ -269,6 +269,20 @@ class BaseLimiter(abc.ABC):
 
     # -- the public face ----------------------------------------------------------------
 
+    def acquire_nowait(self, priority: Priority = "interactive") -> Ticket | None:
+        """Return a ticket if one can be granted at once without waiting, else None.
+
+        Only a budget held in this process can answer without waiting; nobody may be
+        queued ahead, and smooth pacing always goes through :meth:`acquire`.
+        """
+        if self.pacing == "smooth" or self._queue["interactive"] or self._queue["bulk"]:
+            return None
+        now = self.clock.time()
+        if not self._take_nowait(priority, now):
+            return None
+        self._stats["requests_sent"] += 1
+        return Ticket(id=next(self._ids), granted_at=now, priority=priority)
+
     async def acquire(
         self,
         *,
@@ -289,14 +303,12 @@ class BaseLimiter(abc.ABC):
             RateLimitError: the wait would exceed ``max_wait``.
             ConfigurationError: the owner was closed while this call waited.
         """
+        ticket = self.acquire_nowait(priority)
+        if ticket is not None:
+            return ticket
         if self.pacing == "smooth":
             await self._pace()
         start = self.clock.time()
-        if not (self._queue["interactive"] or self._queue["bulk"]) and self._take_nowait(
-            priority, start
-        ):
-            self._stats["requests_sent"] += 1
-            return Ticket(id=next(self._ids), granted_at=start, priority=priority)
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
         ticket_id = next(self._ids)
@@ -333,8 +345,12 @@ class BaseLimiter(abc.ABC):
 
     async def release(self, ticket: Ticket, info: RateLimitInfo | None = None) -> None:
         """End a ticket whose request was sent, with the budget its answer announced."""
-        if await self._finish(ticket, info):
+        if not self.release_nowait(ticket, info) and await self._finish(ticket, info):
             self._wake_head()
+
+    def release_nowait(self, ticket: Ticket, info: RateLimitInfo | None = None) -> bool:
+        """Do :meth:`release` at once if the budget lives in this process; else return False."""
+        return False
 
     async def refund(self, ticket: Ticket) -> None:
         """Give back a ticket whose request certainly never reached the server."""
@@ -472,7 +488,16 @@ class LocalLimiter(BaseLimiter):
     async def _give_back(self, ticket: Ticket) -> None:
         self._budget.give_back(ticket.granted_at)
 
+    def release_nowait(self, ticket: Ticket, info: RateLimitInfo | None = None) -> bool:
+        """End a ticket whose request was sent, with the budget its answer announced."""
+        if self._finish_nowait(ticket, info):
+            self._wake_head()
+        return True
+
     async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
+        return self._finish_nowait(ticket, info)
+
+    def _finish_nowait(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
         limit = self._budget.limit
         if info is not None:
             self._budget.observe(info, self.clock.time())
