@@ -44,7 +44,6 @@ JSONValue: TypeAlias = (
 )
 """A decoded JSON value. Numbers with a fraction decode to Decimal, never float."""
 
-JSONObject = dict[str, JSONValue]
 AuthMode = Literal["bearer", "query"]
 BodyEncoding = Literal["json", "form"]
 
