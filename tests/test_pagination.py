@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 
 import pytest
+import pytest_asyncio
 
-from cloudonex_async import Customer, PaginationError
+from cloudonex_async import Client, Customer, PaginationError
 from cloudonex_async.testing import SandboxServer
 
 from .conftest import ClientFactory, SandboxFactory, wait_until
@@ -186,12 +187,20 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_breaking_out_early_leaves_no_fetch_running(
+@pytest_asyncio.fixture
+async def slow(
     make_sandbox: SandboxFactory, make_client: ClientFactory
-) -> None:
+) -> tuple[SandboxServer, Client]:
+    """A sandbox answering after 50 ms, with 100 customers, and a client of it."""
     sandbox = await make_sandbox(latency=0.05)
     seed(sandbox, 100)
-    client = make_client(sandbox)
+    return sandbox, make_client(sandbox)
+
+
+async def test_breaking_out_early_leaves_no_fetch_running(
+    slow: tuple[SandboxServer, Client],
+) -> None:
+    sandbox, client = slow
     before = pending_tasks()
     async for customer in client.customers.list(page_size=10, prefetch=3):
         if customer.account == "C3":
@@ -204,11 +213,9 @@ async def test_breaking_out_early_leaves_no_fetch_running(
 
 
 async def test_an_error_in_the_loop_body_cancels_prefetches(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
+    slow: tuple[SandboxServer, Client],
 ) -> None:
-    sandbox = await make_sandbox(latency=0.05)
-    seed(sandbox, 100)
-    client = make_client(sandbox)
+    _, client = slow
     before = pending_tasks()
 
     async def consume() -> None:
@@ -222,12 +229,8 @@ async def test_an_error_in_the_loop_body_cancels_prefetches(
     assert pending_tasks() <= before
 
 
-async def test_cancelling_a_walk_leaves_nothing_behind(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
-) -> None:
-    sandbox = await make_sandbox(latency=0.05)
-    seed(sandbox, 100)
-    client = make_client(sandbox)
+async def test_cancelling_a_walk_leaves_nothing_behind(slow: tuple[SandboxServer, Client]) -> None:
+    _, client = slow
     before = pending_tasks()
     walk = asyncio.ensure_future(client.customers.list(page_size=10, prefetch=2).collect())
     await asyncio.sleep(0.08)
