@@ -28,7 +28,7 @@ import attrs
 from ._hooks import BEFORE_SEND
 from ._journal import Journal, JournalEntry
 from ._protocol import JSONValue, created_id
-from ._ratelimit import RateLimitStatus
+from ._ratelimit import RateLimitStatus, reserve_size
 from .errors import (
     APIError,
     CloudOnexError,
@@ -636,10 +636,11 @@ class BulkJob(Generic[M]):
             elapsed = time.monotonic() - self._started
             rate = self._requests / elapsed if self._requests and elapsed > 0 else None
             limiter = client.limiter
-            reserve = math.ceil(limiter.rate_limit * limiter.bulk_reserve - 1e-9)
+            status = client.rate_limit
+            reserve = reserve_size(status.limit, limiter.bulk_reserve)
             eta = estimate_eta(
                 math.ceil(left / per_request),
-                client.rate_limit,
+                status,
                 now=limiter.clock.time(),
                 period=limiter.rate_period,
                 rate=rate,

@@ -399,36 +399,29 @@ class SandboxServer:
     async def _route(
         self, request: web.Request, log: LoggedRequest, segments: list[str], query: dict[str, str]
     ) -> tuple[int, object]:
-        method = request.method
-        if segments[0] == "batch" and len(segments) == 2 and method == "POST":
-            log.resource, log.action = segments[1], "batch"
-            if not self.batch or segments[1] not in RESOURCES:
+        """Answer a request that ``_classify`` has already named (resource and action)."""
+        resource, action = log.resource, log.action
+        if action == "batch":
+            if request.method != "POST" or not self.batch or resource not in RESOURCES:
                 return 404, _failure("Unknown resources requested!")
-            return self._batch(log, segments[1], await _read_body(request))
-        resource = segments[0]
+            return self._batch(log, resource, await _read_body(request))
         if resource not in RESOURCES or len(segments) > 2:
             return 404, _failure("Unknown resources requested!")
-        log.resource = resource
-        if len(segments) == 1:
-            if method == "GET":
-                log.action = "list"
-                return self._list(resource, query)
-            if method == "POST":
-                log.action = "create"
-                return self._create(log, resource, await _read_body(request))
+        if action == "other":
             return 405, _failure("Unknown Method!")
+        if action == "list":
+            return self._list(resource, query)
+        if action == "create":
+            return self._create(log, resource, await _read_body(request))
         if not segments[1].isdigit():
             return 404, _failure("Unknown resources requested!")
         record_id = int(segments[1])
         record = self.store[resource].get(record_id)
-        log.action = {"GET": "get", "PUT": "update", "DELETE": "delete"}.get(method, "other")
-        if log.action == "other":
-            return 405, _failure("Unknown Method!")
         if record is None:
             return 404, _failure(f"{resource[:-1].capitalize()} not found")
-        if method == "GET":
+        if action == "get":
             return 200, _success(record)
-        if method == "DELETE":
+        if action == "delete":
             del self.store[resource][record_id]
             return 200, _success(None, "Deleted successfully")
         changes = await _read_body(request)
