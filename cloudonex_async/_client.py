@@ -42,6 +42,7 @@ from ._protocol import (
     outcome_unknown,
     parse_response,
     retry_decision,
+    session_headers,
 )
 from ._ratelimit import (
     DEFAULT_BULK_RESERVE,
@@ -151,6 +152,11 @@ class Client:
         )
         self._transport = Transport(
             api_key=self._config.api_key,
+            headers=session_headers(
+                api_key=self._config.api_key,
+                auth=self._config.auth,
+                user_agent=self._config.user_agent,
+            ),
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_connections=max_concurrency,
@@ -286,7 +292,8 @@ class Client:
         priority: Priority = "interactive",
         max_wait: float | _Unset | None = UNSET,
     ) -> Envelope:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         config = self._config
         request = build_request(
             site_root=config.site_root,
@@ -297,10 +304,9 @@ class Client:
             params=params,
             body=body,
             body_encoding=config.body_encoding,
-            user_agent=config.user_agent,
         )
         wait = config.max_wait if isinstance(max_wait, _Unset) else max_wait
-        limiter = self.limiter
+        limiter = self._limiter or self.limiter
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
         while True:

@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Literal, TypeAlias
 
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .errors import (
     APIError,
@@ -117,9 +118,17 @@ def format_id(record_id: int | str) -> str:
     return text
 
 
-@attrs.frozen
+# Request, RawResponse and Envelope are made for every call: plain slotted classes
+# (attrs.define) cost far less to build than frozen ones. Treat them as read-only.
+
+
+@attrs.define
 class Request:
-    """One HTTP request, ready to send. ``params``, ``headers`` may hold the key: never shown."""
+    """One HTTP request, ready to send. ``params``, ``headers`` may hold the key: never shown.
+
+    ``headers`` are this request's own (a body's Content-Type); every request also
+    carries :func:`session_headers`, which the transport sets once on its session.
+    """
 
     method: str
     url: str
@@ -134,6 +143,14 @@ class Request:
         return self.method in IDEMPOTENT_METHODS
 
 
+def session_headers(*, api_key: str, auth: AuthMode, user_agent: str) -> dict[str, str]:
+    """Return the headers every request carries; with ``auth="bearer"``, the key's too."""
+    headers = {"Accept": "application/json", "User-Agent": user_agent}
+    if auth == "bearer":
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 def build_request(
     *,
     site_root: str,
@@ -144,17 +161,18 @@ def build_request(
     params: Mapping[str, object] | None = None,
     body: JSONValue | Mapping[str, object] = None,
     body_encoding: BodyEncoding = "json",
-    user_agent: str = "cloudonex-async",
 ) -> Request:
     """Build the request for ``method`` on ``path`` (relative to ``/api/v2/``).
 
     ``auth="query"`` uses the vendor page's alternative route
-    ``/?api_key=KEY&ng=api/v2/PATH`` for hosts that strip the Authorization header.
+    ``/?api_key=KEY&ng=api/v2/PATH`` for hosts that strip the Authorization header;
+    with ``auth="bearer"`` the key travels in :func:`session_headers`.
     """
     method = method.upper()
     path = path.strip("/")
-    query = [(str(k), _query_value(v)) for k, v in (params or {}).items() if v is not None]
-    headers = {"Accept": "application/json", "User-Agent": user_agent}
+    query = (
+        [(str(k), _query_value(v)) for k, v in params.items() if v is not None] if params else []
+    )
     if auth == "query":
         # The ng route takes no leading slash and no empty segment (api-notes: "Paths").
         url = f"{site_root}/"
@@ -164,23 +182,15 @@ def build_request(
     else:
         url = f"{site_root}/{API_PREFIX}{path}"
         display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}" if query else url
-        headers["Authorization"] = f"Bearer {api_key}"
-    payload: bytes | None = None
-    if body is not None:
-        if body_encoding == "form":
-            payload = urllib.parse.urlencode(list(encode_form(body))).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            payload = encode_json(body)
-            headers["Content-Type"] = "application/json"
-    return Request(
-        method=method,
-        url=url,
-        display_url=display_url,
-        params=tuple(query),
-        headers=headers,
-        body=payload,
-    )
+    if body is None:
+        return Request(method, url, display_url, tuple(query))
+    if body_encoding == "form":
+        payload = urllib.parse.urlencode(list(encode_form(body))).encode()
+        content_type = "application/x-www-form-urlencoded"
+    else:
+        payload = encode_json(body)
+        content_type = "application/json"
+    return Request(method, url, display_url, tuple(query), {"Content-Type": content_type}, payload)
 
 
 def _query_value(value: object) -> str:
@@ -221,7 +231,7 @@ def encode_form(body: object, prefix: str = "") -> Iterable[tuple[str, str]]:
 # --------------------------------------------------------------------------- responses
 
 
-@attrs.frozen
+@attrs.define
 class RawResponse:
     """What came back: status, headers and the body bytes, with the request it answers."""
 
@@ -232,7 +242,7 @@ class RawResponse:
     url: str = ""
 
 
-@attrs.frozen
+@attrs.define
 class Envelope:
     """A successful answer: the ``data``, the ``message``, and every other top-level key."""
 
@@ -308,8 +318,8 @@ def parse_response(raw: RawResponse) -> Envelope:
     raw_message = decoded.get("message")
     message_text = raw_message if isinstance(raw_message, str) else None
     if "success" in decoded or "data" in decoded:
-        meta = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
-        return Envelope(data=decoded.get("data"), message=message_text, meta=meta)
+        meta = {k: decoded[k] for k in decoded.keys() - _ENVELOPE_KEYS}
+        return Envelope(decoded.get("data"), message_text, meta)
     if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
         data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
         return Envelope(data=data, message=message_text)
@@ -439,15 +449,16 @@ class RateLimitInfo:
         A Reset below 10^9 is read as seconds from now rather than an epoch, since some
         servers send it that way. ``now`` is the local epoch time, for the skew correction.
         """
-        raw_remaining = _header(headers, "X-RateLimit-Remaining")
+        headers = _case_insensitive(headers)
+        raw_remaining = headers.get("X-RateLimit-Remaining")
         if raw_remaining is None:
             return None
-        try:
-            remaining = max(0, int(raw_remaining))
-            raw_limit = _header(headers, "X-RateLimit-Limit")
-            limit = int(raw_limit) if raw_limit is not None else None
-            raw_reset = _header(headers, "X-RateLimit-Reset")
-            reset = float(raw_reset) if raw_reset is not None else None
+        raw_limit = headers.get("X-RateLimit-Limit")
+        raw_reset = headers.get("X-RateLimit-Reset")
+        try:  # int() and float() ignore surrounding whitespace
+            remaining = int(raw_remaining)
+            limit = None if raw_limit is None else int(raw_limit)
+            reset = None if raw_reset is None else float(raw_reset)
         except ValueError:
             logger.debug("ignoring garbled X-RateLimit headers: %r", dict(headers))
             return None
@@ -458,22 +469,24 @@ class RateLimitInfo:
             if reset < 1e9:
                 reset = reset_at = now + reset
             else:
-                reset_at = reset + clock_skew(headers, now)
-        return cls(remaining=remaining, limit=limit, reset_epoch=reset, reset_at=reset_at)
+                reset_at = reset + _skew(headers.get("Date"), now)
+        return cls(max(0, remaining), limit, reset, reset_at)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lower), None)
-    return value.strip() if value is not None else None
+def _case_insensitive(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Return ``headers`` if lookups ignore case (as aiohttp's do), else a copy whose do."""
+    if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
+        return headers
+    return CIMultiDict(headers)
 
 
 def clock_skew(headers: Mapping[str, str], now: float) -> float:
     """Return local time minus server time from the Date header (0 if small or unknown)."""
-    raw = _header(headers, "Date")
-    server_now = _http_date(raw) if raw else None
+    return _skew(_case_insensitive(headers).get("Date"), now)
+
+
+def _skew(date_header: str | None, now: float) -> float:
+    server_now = _http_date(date_header) if date_header else None
     if server_now is None:
         return 0.0
     skew = now - server_now
@@ -490,7 +503,7 @@ def _http_date(raw: str) -> float | None:
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
     """Return Retry-After in seconds (delta or HTTP date), or None."""
-    raw = _header(headers, "Retry-After")
+    raw = _case_insensitive(headers).get("Retry-After", "").strip()
     if not raw:
         return None
     try:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import functools
 import itertools
 import math
-import os
 from collections import deque
 from datetime import datetime, timezone
 from typing import Literal
@@ -101,8 +99,9 @@ class Budget:
         return reserve_size(self.limit, self.bulk_reserve) if priority == "bulk" else 0
 
     def _advance(self, now: float) -> None:
-        while self.log and self.log[0] <= now - self.period:
-            self.log.popleft()
+        log, horizon = self.log, now - self.period
+        while log and log[0] <= horizon:
+            log.popleft()
         if self.window_end is not None and now >= self.window_end + self.margin:
             # The server's window is over. Until a response names the next one, assume
             # it follows on directly and starts with the whole budget.
@@ -142,16 +141,37 @@ class Budget:
         self.in_flight.append(now)
         self.granted += 1
 
+    def try_take(self, now: float, priority: Priority = "interactive") -> bool:
+        """Count one grant if ``priority`` may start a request now; return whether it did.
+
+        The same as ``available(now, priority) > 0`` followed by ``take(now)``, in one
+        step: this runs before every request.
+        """
+        self._advance(now)
+        if now < self.paused_until:
+            return False
+        used = len(self.log) if self.window_end is None else max(self.granted, self.reported)
+        if used + (self.reserve(priority) if priority == "bulk" else 0) >= self.limit:
+            return False
+        self.log.append(now)
+        self.in_flight.append(now)
+        self.granted += 1
+        return True
+
     def finish(self, granted_at: float) -> None:
         """Note that the request granted at ``granted_at`` is no longer in flight."""
-        with contextlib.suppress(ValueError):
+        try:
             self.in_flight.remove(granted_at)
+        except ValueError:
+            pass
 
     def give_back(self, granted_at: float) -> None:
         """Undo a grant whose request was never sent."""
         self.finish(granted_at)
-        with contextlib.suppress(ValueError):
+        try:
             self.log.remove(granted_at)
+        except ValueError:
+            pass
         if self.window_end is None or granted_at >= self.window_end - self.period:
             self.granted = max(0, self.granted - 1)
 
@@ -235,8 +255,7 @@ class BaseLimiter(abc.ABC):
         self.reset_margin = reset_margin
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
-        # Ticket ids must be unique across processes sharing a RedisLimiter.
-        self._ids = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
+        self._ticket_numbers = itertools.count()
         self._pacer: aiolimiter.AsyncLimiter | None = None
         self._pacer_interval = 0.0
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
@@ -251,6 +270,10 @@ class BaseLimiter(abc.ABC):
     def _take_nowait(self, priority: Priority, now: float) -> bool:
         """Take a grant without waiting, if the budget lives in this process."""
         return False
+
+    def _new_ticket_id(self) -> str:
+        """Return an id no other ticket of this limiter has."""
+        return str(next(self._ticket_numbers))
 
     @abc.abstractmethod
     async def _give_back(self, ticket: Ticket) -> None:
@@ -289,7 +312,7 @@ class BaseLimiter(abc.ABC):
         if not self._take_nowait(priority, now):
             return None
         self._stats["requests_sent"] += 1
-        return Ticket(id=next(self._ids), granted_at=now, priority=priority)
+        return Ticket(self._new_ticket_id(), now, priority)
 
     async def acquire(
         self,
@@ -319,7 +342,7 @@ class BaseLimiter(abc.ABC):
         start = self.clock.time()
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
-        ticket_id = next(self._ids)
+        ticket_id = self._new_ticket_id()
         waited = False
         try:
             while True:
@@ -485,10 +508,7 @@ class LocalLimiter(BaseLimiter):
         )
 
     def _take_nowait(self, priority: Priority, now: float) -> bool:
-        if self._budget.available(now, priority) > 0:
-            self._budget.take(now)
-            return True
-        return False
+        return self._budget.try_take(now, priority)
 
     async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
         return None if self._take_nowait(priority, now) else self._budget.next_refill(now)

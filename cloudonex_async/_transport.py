@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -21,12 +22,15 @@ class Transport:
 
     The session and its connector are created lazily inside the running loop, as
     aiohttp requires; a session passed in is borrowed and never closed here.
+    ``headers`` go on every request: set once on an owned session, merged into each
+    request on a borrowed one.
     """
 
     def __init__(
         self,
         *,
         api_key: str,
+        headers: Mapping[str, str],
         timeout: float,
         connect_timeout: float | None,
         max_connections: int,
@@ -34,6 +38,7 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._api_key = api_key
+        self._headers = dict(headers)
         # sock_connect bounds opening a TCP connection; waiting for a pooled one falls
         # under the total (a per-request "connect" timer would cost every request).
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
@@ -49,7 +54,10 @@ class Transport:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                raise_for_status=False,
             )
         return self._session
 
@@ -61,13 +69,16 @@ class Transport:
                 connection failed before anything was written.
             RequestTimeoutError: the timeout passed.
         """
-        session = self._get_session()
+        session = self._session or self._get_session()
+        headers = request.headers
+        if not self._owns_session:
+            headers = {**self._headers, **headers}
         try:
             async with session.request(
                 request.method,
                 request.url,
                 params=request.params or None,
-                headers=request.headers,
+                headers=headers or None,
                 data=request.body,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -122,6 +133,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the owned session (a borrowed one stays open)."""
         self._closed = True
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        # Dropped before closing, so a send() from here on gets a ConfigurationError.
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()

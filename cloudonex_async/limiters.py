@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import os
 from typing import TYPE_CHECKING
 
 from ._clock import Clock
@@ -221,6 +222,10 @@ class RedisLimiter(BaseLimiter):
                 "snapshot": _SNAPSHOT,
             }.items()
         }
+
+    def _new_ticket_id(self) -> str:
+        # Unique across every process that shares the key's flight set in Redis.
+        return f"{os.getpid()}-{id(self):x}-{super()._new_ticket_id()}"
 
     async def _run(self, name: str, now: float, *args: str | int) -> object:
         base: list[str | int] = [

@@ -26,6 +26,7 @@ from cloudonex_async._protocol import (
     read_page,
     redact,
     retry_decision,
+    session_headers,
 )
 
 KEY = "s3cr3t/key+value"
@@ -189,7 +190,6 @@ def test_bearer_request_puts_the_key_in_the_header_only() -> None:
     assert request.method == "GET"
     assert request.url == "https://x.test/api/v2/customers"
     assert request.params == (("page", "2"),)
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
     assert KEY not in request.display_url
     assert KEY not in repr(request)
 
@@ -200,9 +200,19 @@ def test_query_request_uses_the_documented_ng_route_and_hides_the_key() -> None:
     )
     assert request.url == "https://x.test/"
     assert request.params[:2] == (("api_key", KEY), ("ng", "api/v2/customers/7"))
-    assert "Authorization" not in request.headers
     assert request.display_url == "https://x.test/?ng=api/v2/customers/7"
     assert KEY not in repr(request)
+
+
+def test_session_headers_carry_the_key_only_in_bearer_mode() -> None:
+    bearer = session_headers(api_key=KEY, auth="bearer", user_agent="ua")
+    assert bearer == {
+        "Accept": "application/json",
+        "User-Agent": "ua",
+        "Authorization": f"Bearer {KEY}",
+    }
+    query = session_headers(api_key=KEY, auth="query", user_agent="ua")
+    assert KEY not in repr(query)
 
 
 def test_json_body_keeps_money_digits() -> None:
