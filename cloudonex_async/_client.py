@@ -305,7 +305,7 @@ class Client:
             body=body,
             body_encoding=config.body_encoding,
         )
-        wait = config.max_wait if isinstance(max_wait, _Unset) else max_wait
+        wait = config.max_wait if max_wait is UNSET else max_wait
         limiter = self._limiter or self.limiter
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0

@@ -20,6 +20,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Literal, TypeAlias
 
 import attrs
@@ -134,7 +135,7 @@ class Request:
     url: str
     display_url: str
     params: tuple[tuple[str, str], ...] = attrs.field(repr=False, default=())
-    headers: Mapping[str, str] = attrs.field(repr=False, factory=dict)
+    headers: Mapping[str, str] = attrs.field(repr=False, default=MappingProxyType({}))
     body: bytes | None = attrs.field(repr=False, default=None)
 
     @property
@@ -244,11 +245,16 @@ class RawResponse:
 
 @attrs.define
 class Envelope:
-    """A successful answer: the ``data``, the ``message``, and every other top-level key."""
+    """A successful answer: the ``data``, the ``message``, and the top-level object."""
 
     data: JSONValue
     message: str | None = None
-    meta: Mapping[str, JSONValue] = attrs.field(factory=dict)
+    top: Mapping[str, JSONValue] = attrs.field(repr=False, default=MappingProxyType({}))
+
+    @property
+    def meta(self) -> dict[str, JSONValue]:
+        """Every top-level key beside the envelope's own (``meta``, ``links``, ...)."""
+        return {k: v for k, v in self.top.items() if k not in _ENVELOPE_KEYS}
 
 
 _ENVELOPE_KEYS = frozenset({"success", "error", "data", "message", "errors"})
@@ -271,28 +277,39 @@ def parse_response(raw: RawResponse) -> Envelope:
     shipped CloudOnex servers send: a bare object or array, ``{"error": false, ...}``
     on create, and ``{"error": true, "message": ...}`` failures at status 200.
     """
-    text_ok = bool(raw.body) and not raw.body.isspace()
-    decoded: JSONValue = None
-    decode_failed = False
-    if text_ok:
-        try:
-            decoded = decode_json(raw.body)
-        except (ValueError, UnicodeDecodeError):
-            decode_failed = True
-
+    try:
+        decoded = decode_json(raw.body)
+    except (ValueError, UnicodeDecodeError):
+        return _parse_non_json(raw)
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
-        message = _message_of(body_obj) or (
-            excerpt(raw.body)
-            if decode_failed
-            else HTTPStatus(raw.status).phrase
-            if raw.status in HTTPStatus._value2member_map_
-            else "no message"
+        raise error_for(
+            raw, _message_of(body_obj) or _status_phrase(raw.status), _errors_of(body_obj)
         )
-        raise error_for(raw, message, _errors_of(body_obj))
-    if raw.status == 204 and not text_ok:
-        return Envelope(data=None)
-    if not text_ok:
+    if not isinstance(decoded, dict):
+        return Envelope(decoded)  # a bare array (legacy listing) or scalar
+    if decoded.get("success") is False or decoded.get("error") is True:
+        failure = _message_of(decoded) or "the server reported a failure without a message"
+        raise error_for(raw, failure, _errors_of(decoded))
+    message = decoded.get("message")
+    message_text = message if isinstance(message, str) else None
+    if "success" in decoded or "data" in decoded:
+        return Envelope(decoded.get("data"), message_text, decoded)
+    if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
+        data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
+        return Envelope(data, message_text)
+    return Envelope(decoded)  # a bare record
+
+
+def _parse_non_json(raw: RawResponse) -> Envelope:
+    """Answer for a body that is empty or not JSON: an error, or nothing for a 204."""
+    empty = not raw.body or raw.body.isspace()
+    if raw.status >= 400:
+        message = _status_phrase(raw.status) if empty else excerpt(raw.body)
+        raise error_for(raw, message, {})
+    if empty and raw.status == 204:
+        return Envelope(None)
+    if empty:
         raise ResponseParseError(
             f"{raw.method} {raw.url} answered HTTP {raw.status} with an empty body, so the "
             "server did not confirm the request; it may not support this method on this path",
@@ -300,30 +317,22 @@ def parse_response(raw: RawResponse) -> Envelope:
             method=raw.method,
             url=raw.url,
         )
-    if decode_failed:
-        raise ResponseParseError(
-            f"{raw.method} {raw.url} answered HTTP {raw.status} with a body that is not JSON "
-            f"(first characters: {excerpt(raw.body)!r}); check the base URL and the server's "
-            "error log",
-            status=raw.status,
-            body_excerpt=excerpt(raw.body),
-            method=raw.method,
-            url=raw.url,
-        )
-    if not isinstance(decoded, dict):
-        return Envelope(data=decoded)  # a bare array (legacy listing) or scalar
-    if decoded.get("success") is False or decoded.get("error") is True:
-        failure = _message_of(decoded) or "the server reported a failure without a message"
-        raise error_for(raw, failure, _errors_of(decoded))
-    raw_message = decoded.get("message")
-    message_text = raw_message if isinstance(raw_message, str) else None
-    if "success" in decoded or "data" in decoded:
-        meta = {k: decoded[k] for k in decoded.keys() - _ENVELOPE_KEYS}
-        return Envelope(decoded.get("data"), message_text, meta)
-    if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
-        data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
-        return Envelope(data=data, message=message_text)
-    return Envelope(data=decoded)  # a bare record
+    raise ResponseParseError(
+        f"{raw.method} {raw.url} answered HTTP {raw.status} with a body that is not JSON "
+        f"(first characters: {excerpt(raw.body)!r}); check the base URL and the server's "
+        "error log",
+        status=raw.status,
+        body_excerpt=excerpt(raw.body),
+        method=raw.method,
+        url=raw.url,
+    )
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "no message"
 
 
 def excerpt(body: bytes) -> str:
@@ -449,7 +458,8 @@ class RateLimitInfo:
         A Reset below 10^9 is read as seconds from now rather than an epoch, since some
         servers send it that way. ``now`` is the local epoch time, for the skew correction.
         """
-        headers = _case_insensitive(headers)
+        if not isinstance(headers, _CASE_INSENSITIVE):
+            headers = CIMultiDict(headers)
         raw_remaining = headers.get("X-RateLimit-Remaining")
         if raw_remaining is None:
             return None
@@ -469,23 +479,20 @@ class RateLimitInfo:
             if reset < 1e9:
                 reset = reset_at = now + reset
             else:
-                reset_at = reset + _skew(headers.get("Date"), now)
+                reset_at = reset + clock_skew(headers.get("Date"), now)
         return cls(max(0, remaining), limit, reset, reset_at)
+
+
+_CASE_INSENSITIVE = (CIMultiDictProxy, CIMultiDict)  # what aiohttp gives; plain dicts are copied
 
 
 def _case_insensitive(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Return ``headers`` if lookups ignore case (as aiohttp's do), else a copy whose do."""
-    if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
-        return headers
-    return CIMultiDict(headers)
+    return headers if isinstance(headers, _CASE_INSENSITIVE) else CIMultiDict(headers)
 
 
-def clock_skew(headers: Mapping[str, str], now: float) -> float:
-    """Return local time minus server time from the Date header (0 if small or unknown)."""
-    return _skew(_case_insensitive(headers).get("Date"), now)
-
-
-def _skew(date_header: str | None, now: float) -> float:
+def clock_skew(date_header: str | None, now: float) -> float:
+    """Return local time minus the server's, from a Date header (0 if small or unknown)."""
     server_now = _http_date(date_header) if date_header else None
     if server_now is None:
         return 0.0

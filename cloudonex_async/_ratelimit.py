@@ -21,6 +21,7 @@ import functools
 import itertools
 import math
 from collections import deque
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -151,7 +152,9 @@ class Budget:
         if now < self.paused_until:
             return False
         used = len(self.log) if self.window_end is None else max(self.granted, self.reported)
-        if used + (self.reserve(priority) if priority == "bulk" else 0) >= self.limit:
+        if priority == "bulk":
+            used += self.reserve(priority)
+        if used >= self.limit:
             return False
         self.log.append(now)
         self.in_flight.append(now)
@@ -177,18 +180,21 @@ class Budget:
 
     def observe(self, info: RateLimitInfo, now: float) -> None:
         """Take in the budget a response announced."""
-        self._advance(now)
         if info.limit is not None and info.limit > 0:
             self.limit = info.limit
         used = max(0, self.limit - info.remaining)
+        if info.reset_epoch is not None and info.reset_epoch == self.window_reset:
+            # The window we follow (the usual case). Should it have just ended, the
+            # next _advance drops this report along with the rest of the window.
+            if used > self.reported:
+                self.reported = used
+            return
+        self._advance(now)
         if info.reset_epoch is None or info.reset_at is None:
             self.reported = max(self.reported, used)
             return
         if self.window_reset is not None and info.reset_epoch < self.window_reset:
             return  # a late answer from a window already over
-        if info.reset_epoch == self.window_reset:
-            self.reported = max(self.reported, used)
-            return
         if info.reset_at + self.margin <= now:
             return  # it names a window that has already ended
         # A window we had not seen: count our grants since it began and those still in
@@ -255,7 +261,7 @@ class BaseLimiter(abc.ABC):
         self.reset_margin = reset_margin
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
-        self._ticket_numbers = itertools.count()
+        self._ticket_ids: Iterator[str] = map(str, itertools.count())
         self._pacer: aiolimiter.AsyncLimiter | None = None
         self._pacer_interval = 0.0
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
@@ -270,10 +276,6 @@ class BaseLimiter(abc.ABC):
     def _take_nowait(self, priority: Priority, now: float) -> bool:
         """Take a grant without waiting, if the budget lives in this process."""
         return False
-
-    def _new_ticket_id(self) -> str:
-        """Return an id no other ticket of this limiter has."""
-        return str(next(self._ticket_numbers))
 
     @abc.abstractmethod
     async def _give_back(self, ticket: Ticket) -> None:
@@ -312,7 +314,7 @@ class BaseLimiter(abc.ABC):
         if not self._take_nowait(priority, now):
             return None
         self._stats["requests_sent"] += 1
-        return Ticket(self._new_ticket_id(), now, priority)
+        return Ticket(next(self._ticket_ids), now, priority)
 
     async def acquire(
         self,
@@ -342,7 +344,7 @@ class BaseLimiter(abc.ABC):
         start = self.clock.time()
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
-        ticket_id = self._new_ticket_id()
+        ticket_id = next(self._ticket_ids)
         waited = False
         try:
             while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import itertools
 import os
 from typing import TYPE_CHECKING
 
@@ -211,6 +212,9 @@ class RedisLimiter(BaseLimiter):
         digest = hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:24]
         self._keys = [f"{prefix}:{digest}", f"{prefix}:{digest}:log", f"{prefix}:{digest}:flight"]
         self._redis = redis
+        # Unique across every process that shares the key's flight set (pid read per
+        # ticket: a limiter built before a fork stays unique in the children).
+        self._ticket_ids = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
         self._seen: tuple[int, int, float | None] = (rate_limit, rate_limit, None)
         self._scripts = {
             name: redis.register_script(source)
@@ -222,10 +226,6 @@ class RedisLimiter(BaseLimiter):
                 "snapshot": _SNAPSHOT,
             }.items()
         }
-
-    def _new_ticket_id(self) -> str:
-        # Unique across every process that shares the key's flight set in Redis.
-        return f"{os.getpid()}-{id(self):x}-{super()._new_ticket_id()}"
 
     async def _run(self, name: str, now: float, *args: str | int) -> object:
         base: list[str | int] = [
