@@ -50,9 +50,9 @@ def reserve_size(limit: int, fraction: float) -> int:
     return math.ceil(limit * fraction - 1e-9)
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is made per request, and frozen classes cost more to build
 class Ticket:
-    """The right to send one request, as granted by a limiter."""
+    """The right to send one request, as granted by a limiter (read-only by convention)."""
 
     id: str
     granted_at: float
