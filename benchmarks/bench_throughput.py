@@ -1,14 +1,17 @@
 """Client throughput against raw aiohttp, side by side, with a budget that never binds.
 
-Run: ``.venv/bin/python -m benchmarks.bench_throughput [--requests N] [--repeats R]``
+Run: ``.venv/bin/python -m benchmarks.bench_throughput [--requests N] [--rounds R]``
 
 Both send ``GET /api/v2/customers`` to a sandbox in its own process and decode the
 JSON, driven alike: N calls, C at a time (as C request handlers would). The client
 adds request building, the limiter, the concurrency cap, the envelope parser and
-budget-header bookkeeping. Runs alternate raw/client so machine noise hits both
-alike; the ratio is the median of the per-repeat ratios. The CPU-time ratio (bare
-aiohttp's CPU per request over the client's) is printed too: it moves less with the
-machine's other load.
+budget-header bookkeeping. Each round runs raw then client back to back, so the two
+halves of a round share the machine's load of the moment; the ratio is the median of
+the per-round ratios. The CPU-time ratio (raw aiohttp's CPU per request over the
+client's, in this process) is printed too.
+
+``--side raw|client --base-url URL`` runs one side once and exits: that is what
+``bench_instructions`` counts under callgrind.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 
@@ -25,14 +29,36 @@ from cloudonex_async import Client, LocalLimiter
 
 from ._common import API_KEY, median, sandbox_process
 
+Call = Callable[[], Awaitable[object]]
 
-async def drive(
-    call: Callable[[], Awaitable[object]], requests: int, concurrency: int
-) -> tuple[float, float]:
+
+@asynccontextmanager
+async def sides(base_url: str, concurrency: int) -> AsyncIterator[dict[str, Call]]:
+    """Yield the two ways of making the same call, each on its own pooled session."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+    url = f"{base_url}/api/v2/customers"
+    limiter = LocalLimiter(rate_limit=10_000_000, rate_period=3600)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session,
+        Client(
+            base_url=base_url, api_key=API_KEY, limiter=limiter, max_concurrency=concurrency
+        ) as client,
+    ):
+
+        async def raw() -> None:
+            async with session.get(url, headers=headers) as response:
+                json.loads(await response.read())
+
+        async def ours() -> None:
+            await client.request("GET", "customers")
+
+        yield {"raw": raw, "client": ours}
+
+
+async def drive(call: Call, requests: int, concurrency: int) -> tuple[float, float]:
     """Run ``requests`` calls, ``concurrency`` at a time.
 
-    Returns calls per second, and this process's CPU microseconds per call (steadier
-    than wall time on a shared machine).
+    Returns calls per second, and this process's CPU microseconds per call.
     """
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -46,69 +72,63 @@ async def drive(
     return requests / (time.perf_counter() - start), cpu_us
 
 
-async def measure(base_url: str, requests: int, repeats: int) -> dict[int, dict[str, float]]:
-    """Return, per concurrency, the median rates and the median ratio.
-
-    Each side keeps one pooled session for the whole run (as a service does), is
-    warmed up first, and the two alternate so that noise hits both alike.
-    """
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
-    url = f"{base_url}/api/v2/customers"
+async def measure(base_url: str, requests: int, rounds: int) -> dict[int, dict[str, float]]:
+    """Return, per concurrency, the median rates and ratios over paired rounds."""
     results: dict[int, dict[str, float]] = {}
     for concurrency in (1, 64):
         n = requests if concurrency > 1 else requests // 4
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        limiter = LocalLimiter(rate_limit=10_000_000, rate_period=3600)
-        async with (
-            aiohttp.ClientSession(connector=connector) as session,
-            Client(
-                base_url=base_url, api_key=API_KEY, limiter=limiter, max_concurrency=concurrency
-            ) as client,
-        ):
-
-            async def raw() -> None:
-                async with session.get(url, headers=headers) as response:
-                    json.loads(await response.read())
-
-            async def ours() -> None:
-                await client.request("GET", "customers")
-
-            await drive(raw, n // 4, concurrency)  # warm-up
-            await drive(ours, n // 4, concurrency)
+        async with sides(base_url, concurrency) as calls:
+            for call in calls.values():  # warm up both pools
+                await drive(call, n // 2, concurrency)
             raws, clients, ratios, cpu_ratios = [], [], [], []
-            for _ in range(repeats):
-                raw_rate, raw_cpu = await drive(raw, n, concurrency)
-                client_rate, client_cpu = await drive(ours, n, concurrency)
+            for _ in range(rounds):
+                raw_rate, raw_cpu = await drive(calls["raw"], n, concurrency)
+                client_rate, client_cpu = await drive(calls["client"], n, concurrency)
                 raws.append(raw_rate)
                 clients.append(client_rate)
                 ratios.append(client_rate / raw_rate)
                 cpu_ratios.append(raw_cpu / client_cpu)
+        ordered = sorted(ratios)
         results[concurrency] = {
             "raw_rps": median(raws),
             "client_rps": median(clients),
             "ratio": median(ratios),
-            "ratio_min": min(ratios),
+            "ratio_q1": ordered[len(ordered) // 4],
+            "ratio_q3": ordered[(3 * len(ordered)) // 4],
             "cpu_ratio": median(cpu_ratios),
         }
     return results
 
 
+async def run_side(base_url: str, side: str, requests: int, concurrency: int) -> None:
+    """Make ``requests`` calls on one side (for instruction counting)."""
+    async with sides(base_url, concurrency) as calls:
+        await drive(calls[side], requests, concurrency)
+
+
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--requests", type=int, default=2000, help="calls per side per round")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--side", choices=("raw", "client"))
+    parser.add_argument("--base-url")
+    parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
+    if args.side:
+        asyncio.run(run_side(args.base_url, args.side, args.requests, args.concurrency))
+        return
     with sandbox_process("--rate-limit", "100000000") as base_url:
-        results = asyncio.run(measure(base_url, args.requests, args.repeats))
+        results = asyncio.run(measure(base_url, args.requests, args.rounds))
     print(
-        "concurrency | raw aiohttp req/s | client req/s | ratio (median) | ratio (min) "
+        "concurrency | raw aiohttp req/s | client req/s | ratio (median) | ratio (quartiles) "
         "| CPU-time ratio (median)"
     )
     for concurrency, r in results.items():
+        quartiles = f"{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}"
         print(
             f"{concurrency:>11} | {r['raw_rps']:>17.0f} | {r['client_rps']:>12.0f} | "
-            f"{r['ratio']:>14.2f} | {r['ratio_min']:>11.2f} | {r['cpu_ratio']:>23.2f}"
+            f"{r['ratio']:>14.2f} | {quartiles:>17} | {r['cpu_ratio']:>23.2f}"
         )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_throughput", "bench_budget", "bench_listing", "bench_bulk")
+BENCHMARKS = (
+    "bench_throughput",
+    "bench_instructions",
+    "bench_budget",
+    "bench_listing",
+    "bench_bulk",
+)
 
 
 def main() -> None:

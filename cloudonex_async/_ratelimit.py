@@ -135,26 +135,16 @@ class Budget:
             return self.window_end + self.margin
         return self.log[0] + self.period if self.log else now
 
-    def take(self, now: float) -> None:
-        """Count one grant; its request is in flight until :meth:`finish`."""
-        self._advance(now)
-        self.log.append(now)
-        self.in_flight.append(now)
-        self.granted += 1
-
     def try_take(self, now: float, priority: Priority = "interactive") -> bool:
         """Count one grant if ``priority`` may start a request now; return whether it did.
 
-        The same as ``available(now, priority) > 0`` followed by ``take(now)``, in one
-        step: this runs before every request.
+        The request is in flight until :meth:`finish`. (This is ``available() > 0``
+        and the grant in one step: it runs before every request.)
         """
-        self._advance(now)
-        if now < self.paused_until:
-            return False
-        used = len(self.log) if self.window_end is None else max(self.granted, self.reported)
+        used = self.used(now)
         if priority == "bulk":
             used += self.reserve(priority)
-        if used >= self.limit:
+        if now < self.paused_until or used >= self.limit:
             return False
         self.log.append(now)
         self.in_flight.append(now)

@@ -37,8 +37,7 @@ def test_before_any_response_no_window_of_rate_period_holds_more_than_rate_limit
     times: list[float] = []
     now = T0
     while len(times) < 30:
-        if budget.available(now) > 0:
-            budget.take(now)
+        if budget.try_take(now):
             times.append(now)
         else:
             now = budget.next_refill(now)
@@ -49,7 +48,7 @@ def test_before_any_response_no_window_of_rate_period_holds_more_than_rate_limit
 def test_server_reports_only_lower_the_estimate_within_a_window() -> None:
     budget = Budget(limit=10, period=60.0, bulk_reserve=0.0)
     for _ in range(3):
-        budget.take(T0)
+        assert budget.try_take(T0)
     budget.observe(info(8, T0 + 30), T0)  # answered second: the server counted two
     assert budget.available(T0) == 7  # our three grants win over its two
     budget.observe(info(9, T0 + 30), T0)  # a late answer from before: ignored
@@ -60,7 +59,7 @@ def test_server_reports_only_lower_the_estimate_within_a_window() -> None:
 
 def test_the_window_rolls_over_at_reset_plus_margin() -> None:
     budget = Budget(limit=10, period=60.0, bulk_reserve=0.0, margin=0.05)
-    budget.take(T0)
+    assert budget.try_take(T0)
     budget.observe(info(0, T0 + 30), T0)
     assert budget.available(T0 + 29) == 0
     assert budget.next_refill(T0 + 29) == T0 + 30.05
@@ -72,20 +71,30 @@ def test_the_window_rolls_over_at_reset_plus_margin() -> None:
     assert budget.available(T0 + 91) == 10
 
 
+def test_a_report_read_after_its_window_ended_goes_with_the_window() -> None:
+    budget = Budget(limit=10, period=60.0, bulk_reserve=0.0, margin=0.05)
+    assert budget.try_take(T0)
+    budget.observe(info(9, T0 + 30), T0)
+    budget.finish(T0)
+    budget.observe(info(0, T0 + 30), T0 + 31)  # that window, but read after its end
+    assert budget.available(T0 + 31) == 10
+
+
 def test_bulk_leaves_the_reserve() -> None:
     budget = Budget(limit=20, period=60.0, bulk_reserve=0.1)
     for _ in range(18):
-        assert budget.available(T0, "bulk") > 0
-        budget.take(T0)
+        assert budget.try_take(T0, "bulk")
+    assert not budget.try_take(T0, "bulk")
     assert budget.available(T0, "bulk") == 0
     assert budget.available(T0, "interactive") == 2
+    assert budget.try_take(T0, "interactive")
 
 
 def test_give_back_returns_an_unsent_grant() -> None:
     budget = Budget(limit=2, period=60.0, bulk_reserve=0.0)
-    budget.take(T0)
-    budget.take(T0 + 1)
-    assert budget.available(T0 + 1) == 0
+    assert budget.try_take(T0)
+    assert budget.try_take(T0 + 1)
+    assert not budget.try_take(T0 + 1)
     budget.give_back(T0 + 1)
     assert budget.available(T0 + 1) == 1
 
