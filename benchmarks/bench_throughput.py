@@ -5,7 +5,8 @@ Run: ``.venv/bin/python -m benchmarks.bench_throughput [--requests N] [--rounds 
 Both send ``GET /api/v2/customers`` to a sandbox in its own process and decode the
 JSON, driven alike: N calls, C at a time (as C request handlers would). The client
 adds request building, the limiter, the concurrency cap, the envelope parser and
-budget-header bookkeeping. Each round runs raw then client back to back, so the two
+budget-header bookkeeping. Each round runs the two back to back (raw first in even
+rounds, client first in odd ones, garbage collected before each half), so the two
 halves of a round share the machine's load of the moment; the ratio is the median of
 the per-round ratios. The CPU-time ratio (raw aiohttp's CPU per request over the
 client's, in this process) is printed too.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -81,9 +83,13 @@ async def measure(base_url: str, requests: int, rounds: int) -> dict[int, dict[s
             for call in calls.values():  # warm up both pools
                 await drive(call, n // 2, concurrency)
             raws, clients, ratios, cpu_ratios = [], [], [], []
-            for _ in range(rounds):
-                raw_rate, raw_cpu = await drive(calls["raw"], n, concurrency)
-                client_rate, client_cpu = await drive(calls["client"], n, concurrency)
+            for round_ in range(rounds):
+                order = ("raw", "client") if round_ % 2 == 0 else ("client", "raw")
+                halves = {}
+                for side in order:
+                    gc.collect()  # neither half pays for the other's garbage
+                    halves[side] = await drive(calls[side], n, concurrency)
+                (raw_rate, raw_cpu), (client_rate, client_cpu) = halves["raw"], halves["client"]
                 raws.append(raw_rate)
                 clients.append(client_rate)
                 ratios.append(client_rate / raw_rate)
@@ -109,8 +115,8 @@ async def run_side(base_url: str, side: str, requests: int, concurrency: int) ->
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000, help="calls per side per round")
-    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=1000, help="calls per side per round")
+    parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--side", choices=("raw", "client"))
     parser.add_argument("--base-url")
     parser.add_argument("--concurrency", type=int, default=64)
