@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from cloudonex_async import (
     AuthenticationError,
@@ -393,6 +396,42 @@ async def test_a_borrowed_session_is_left_open(sandbox: SandboxServer) -> None:
         async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key, session=session) as c:
             await c.customers.list().collect()
         assert not session.closed
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["owned", "borrowed"])
+@pytest.mark.parametrize("auth", ["bearer", "query"])
+async def test_every_request_carries_the_standard_headers(
+    borrowed: bool, auth: Literal["bearer", "query"]
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"success": True, "data": {"id": 1}, "message": ""})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    async with TestServer(app, host="127.0.0.1") as server, contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession()) if borrowed else None
+        client = Client(
+            base_url=str(server.make_url("/")),
+            api_key="key-1",
+            auth=auth,
+            session=session,
+            user_agent="tests/1",
+        )
+        await stack.enter_async_context(client)
+        await client.request("GET", "customers")
+        await client.request("POST", "customers", json={"account": "A"})
+    for headers in seen:
+        assert headers["Accept"] == "application/json"
+        assert headers["User-Agent"] == "tests/1"
+        if auth == "bearer":
+            assert headers["Authorization"] == "Bearer key-1"
+        else:
+            assert "Authorization" not in headers
+    assert "Content-Type" not in seen[0]
+    assert seen[1]["Content-Type"] == "application/json"
 
 
 async def test_models_are_tolerant_of_nulls_and_odd_values(
