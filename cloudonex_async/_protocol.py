@@ -281,7 +281,15 @@ def parse_response(raw: RawResponse) -> Envelope:
     try:
         decoded = decode_json(raw.body)
     except (ValueError, UnicodeDecodeError):
-        return _parse_non_json(raw)
+        found, decoded = json_after_php_diagnostics(raw.body)
+        if not found:
+            return _parse_non_json(raw)
+        logger.warning(
+            "%s %s: the server printed a PHP warning or notice before its JSON answer; "
+            "the answer was read, but check the server's error log",
+            raw.method,
+            raw.url,
+        )
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
         raise error_for(
@@ -300,6 +308,35 @@ def parse_response(raw: RawResponse) -> Envelope:
         data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
         return Envelope(data, message_text)
     return Envelope(decoded)  # a bare record
+
+
+_PHP_DIAGNOSTIC = re.compile(r"(?:<b>)?(?:Warning|Notice|Deprecated)(?:</b>)?:", re.IGNORECASE)
+_JSON_START = re.compile(r"[{\[]")
+_MAX_SALVAGE_TRIES = 8  # brackets inside the warnings themselves; bounds the work on junk
+
+
+def json_after_php_diagnostics(body: bytes) -> tuple[bool, JSONValue]:
+    """Find a JSON answer that PHP warnings or notices were printed in front of.
+
+    Hosts with ``display_errors`` on may print ``<br /><b>Warning</b>: ...`` before the
+    JSON (api-notes). Returns (True, value) when the body starts with such a diagnostic
+    and a JSON document fills the rest of it; else (False, None). Fatal errors and HTML
+    pages are not salvaged: there, no answer follows.
+    """
+    text = body.decode("utf-8", errors="replace")
+    first = _PHP_DIAGNOSTIC.search(text, 0, 200)
+    if first is None:
+        return False, None
+    for tries, start in enumerate(_JSON_START.finditer(text, first.end())):
+        if tries == _MAX_SALVAGE_TRIES:
+            break
+        try:
+            value, end = _DECODER.raw_decode(text, start.start())
+        except ValueError:
+            continue
+        if not text[end:].strip():
+            return True, value
+    return False, None
 
 
 def _parse_non_json(raw: RawResponse) -> Envelope:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -118,12 +119,25 @@ async def test_money_as_json_numbers_never_passes_through_float(
     assert invoice.items[0].amount == Decimal("0.1")
 
 
-async def test_a_php_warning_before_the_json_is_not_mistaken_for_success(
-    mocked: aioresponses, client: Client
+async def test_a_php_warning_before_the_json_is_read_past_and_logged(
+    mocked: aioresponses, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     mocked.get(
         CUSTOMERS,
         body=b'<br /><b>Warning</b>: Undefined index in api.php {"success": true, "data": []}',
+        content_type="application/json",
+    )
+    with caplog.at_level(logging.WARNING, logger="cloudonex_async"):
+        assert await client.customers.list().collect() == []
+    assert "PHP warning" in caplog.text
+
+
+async def test_a_php_warning_with_a_cut_answer_still_raises(
+    mocked: aioresponses, client: Client
+) -> None:
+    mocked.get(
+        CUSTOMERS,
+        body=b'<br /><b>Warning</b>: Undefined index in api.php {"success": true, "da',
         content_type="application/json",
     )
     with pytest.raises(ResponseParseError, match="Warning"):

@@ -20,6 +20,7 @@ from cloudonex_async._protocol import (
     created_id,
     format_id,
     is_last_page,
+    json_after_php_diagnostics,
     normalize_base_url,
     outcome_unknown,
     parse_response,
@@ -121,7 +122,7 @@ def test_errors_as_list() -> None:
         (200, b"<html><b>Fatal error</b>: boom</html>", errors.ResponseParseError, "Fatal error"),
         (200, b'{"success": true, "data": [{"id": 1, "acc', errors.ResponseParseError, "acc"),
         (200, b"", errors.ResponseParseError, "empty body"),
-        (200, b'<br /><b>Warning</b>: x {"error":false}', errors.ResponseParseError, "Warning"),
+        (200, b'<br /><b>Warning</b>: x {"error":fal', errors.ResponseParseError, "Warning"),
         (502, b"<html>Bad Gateway</html>", errors.ServerError, "Bad Gateway"),
     ],
 )
@@ -132,6 +133,46 @@ def test_bodies_that_are_not_json_say_so_with_an_excerpt(
         parse_response(raw(status, body))
     assert quoted in str(info.value)
     assert str(status) in str(info.value)
+
+
+PHP_WARNING = (
+    b"<br />\n<b>Warning</b>:  Undefined variable $x in <b>/var/www/api.php</b> on line "
+    b"<b>12</b><br />\n"
+)
+
+
+def test_json_after_a_php_warning_is_read() -> None:
+    body = PHP_WARNING + b'{"error":false,"contact_id":"12","message":"Account Created"}'
+    envelope = parse_response(raw(200, body))
+    assert created_id(envelope.data) == 12
+
+
+def test_a_failure_after_a_php_warning_is_still_a_failure() -> None:
+    body = PHP_WARNING + b'{"error":true,"message":["Invalid Date"]}'
+    with pytest.raises(errors.APIError, match="Invalid Date"):
+        parse_response(raw(200, body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<html><b>Fatal error</b>: boom {"a": 1}</html>',  # no diagnostic we salvage after
+        PHP_WARNING + b'{"success": true} and then more text',  # JSON does not fill the rest
+        b'{"a": 1} <b>Warning</b>: printed after the answer',  # nothing in front
+        b"<b>Notice</b>: [" * 50 + b'{"a": 1',  # junk: bounded tries, no answer
+    ],
+)
+def test_only_a_whole_json_answer_behind_php_diagnostics_is_salvaged(body: bytes) -> None:
+    assert json_after_php_diagnostics(body) == (False, None)
+
+
+@given(
+    warning=st.text(alphabet=st.characters(blacklist_characters="{[")),
+    value=st.dictionaries(st.text(), st.integers() | st.text() | st.booleans(), max_size=5),
+)
+def test_any_object_behind_a_warning_is_found(warning: str, value: dict[str, object]) -> None:
+    body = f"<b>Warning</b>: {warning}\n".encode() + json.dumps(value).encode()
+    assert json_after_php_diagnostics(body) == (True, value)
 
 
 def test_excerpt_is_bounded() -> None:
