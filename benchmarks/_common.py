@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
+from cloudonex_async.testing._process import listening_process
+
 API_KEY = "bench-key"
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -26,34 +17,16 @@ def sandbox_process(*args: str) -> Iterator[str]:
 
     The sandbox gets a core of its own, so the client's cost is not hidden by the server's.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        [
+
+    def command(port: int) -> list[str]:
+        return [
             sys.executable,
-            "-m",
-            "cloudonex_async.testing",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
+            *("-m", "cloudonex_async.testing", "--port", str(port), "--api-key", API_KEY),
             *args,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.05)
+        ]
+
+    with listening_process(command, name="the sandbox") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def median(values: list[float]) -> float:

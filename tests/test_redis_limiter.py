@@ -12,8 +12,6 @@ import json
 import math
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,18 +24,12 @@ from redis.asyncio import Redis
 
 from cloudonex_async import RateLimitError, RateLimitInfo, RedisLimiter
 from cloudonex_async.testing import FakeClock
+from cloudonex_async.testing._process import listening_process
 
 from .conftest import SandboxFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -48,39 +40,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CLOUDONEX_REQUIRE_REDIS") == "1":
             pytest.fail("redis-server is required here (CLOUDONEX_REQUIRE_REDIS=1) but missing")
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
+
+    def command(port: int) -> list[str]:
+        return [
             binary,
             "--port",
             str(port),
             "--bind",
             "127.0.0.1",
+            "--dir",
+            str(workdir),
             "--save",
             "",
             "--appendonly",
             "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
+        ]
+
+    with listening_process(command, name="redis-server", timeout=10) as port:
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest_asyncio.fixture
