@@ -292,8 +292,7 @@ class Client:
         priority: Priority = "interactive",
         max_wait: float | _Unset | None = UNSET,
     ) -> Envelope:
-        if self._closed:
-            self._check_open()
+        self._check_open()
         config = self._config
         request = build_request(
             site_root=config.site_root,

@@ -496,8 +496,7 @@ class RateLimitInfo:
         A Reset below 10^9 is read as seconds from now rather than an epoch, since some
         servers send it that way. ``now`` is the local epoch time, for the skew correction.
         """
-        if not isinstance(headers, _CASE_INSENSITIVE):
-            headers = CIMultiDict(headers)
+        headers = _case_insensitive(headers)
         raw_remaining = headers.get(_REMAINING)
         if raw_remaining is None:
             return None
@@ -521,7 +520,6 @@ class RateLimitInfo:
         return cls(max(0, remaining), limit, reset, reset_at)
 
 
-_CASE_INSENSITIVE = (CIMultiDictProxy, CIMultiDict)  # what aiohttp gives; plain dicts are copied
 # Header names as istr: case-insensitive lookups skip folding the name each time.
 _REMAINING, _LIMIT, _RESET, _DATE = map(
     istr, ("X-RateLimit-Remaining", "X-RateLimit-Limit", "X-RateLimit-Reset", "Date")
@@ -530,7 +528,9 @@ _REMAINING, _LIMIT, _RESET, _DATE = map(
 
 def _case_insensitive(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Return ``headers`` if lookups ignore case (as aiohttp's do), else a copy whose do."""
-    return headers if isinstance(headers, _CASE_INSENSITIVE) else CIMultiDict(headers)
+    if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):  # what aiohttp gives
+        return headers
+    return CIMultiDict(headers)
 
 
 def clock_skew(date_header: str | None, now: float) -> float:

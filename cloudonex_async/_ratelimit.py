@@ -136,15 +136,11 @@ class Budget:
         return self.log[0] + self.period if self.log else now
 
     def try_take(self, now: float, priority: Priority = "interactive") -> bool:
-        """Count one grant if ``priority`` may start a request now; return whether it did.
+        """Count one grant if :meth:`available` allows ``priority`` one; return whether it did.
 
-        The request is in flight until :meth:`finish`. (This is ``available() > 0``
-        and the grant in one step: it runs before every request.)
+        The request is in flight until :meth:`finish`.
         """
-        used = self.used(now)
-        if priority == "bulk":
-            used += self.reserve(priority)
-        if now < self.paused_until or used >= self.limit:
+        if self.available(now, priority) <= 0:
             return False
         self.log.append(now)
         self.in_flight.append(now)
