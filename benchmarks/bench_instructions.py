@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python -m benchmarks.bench_instructions`` (needs valgrind; about two
 minutes). On a shared machine wall-clock ratios wander; ``valgrind --tool=callgrind``
-counts the instructions the client process executes, which come out the same
-whatever else the machine is doing. Each side of ``bench_throughput`` (concurrency 64,
+counts the instructions the client process executes, which do not depend on what
+else the machine is doing (they still move by about 2% between runs, with how answers
+bunch up per event-loop wake-up). Each side of ``bench_throughput`` (concurrency 64,
 the sandbox in its own process, not under valgrind) runs twice, with a small and a
 large number of requests; the difference divided by the difference in requests is the
 cost of one request, start-up excluded. The ratio is raw aiohttp's instructions per
