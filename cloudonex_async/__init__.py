@@ -15,6 +15,7 @@ from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
 from ._pagination import Page, Paginator
+from ._profile import ServerProfile
 from ._protocol import JSONValue, RateLimitInfo, RetryPolicy
 from ._ratelimit import RateLimitStatus
 from .errors import (
@@ -23,6 +24,7 @@ from .errors import (
     BulkError,
     CloudOnexError,
     ConfigurationError,
+    CreatedWithoutIdError,
     NotFoundError,
     OutcomeUnknownError,
     PaginationError,
@@ -30,13 +32,16 @@ from .errors import (
     RateLimitError,
     RequestTimeoutError,
     ResponseParseError,
+    RouteNotFoundError,
     ServerError,
     TransportError,
+    UnsupportedError,
     ValidationError,
 )
 from .limiters import LocalLimiter, RedisLimiter
 from .models import (
     Customer,
+    FinancialReport,
     Invoice,
     InvoiceItem,
     Lead,
@@ -45,9 +50,12 @@ from .models import (
     Product,
     Purchase,
     Quote,
+    Secret,
     Supplier,
     Ticket,
     Transaction,
+    User,
+    Webhook,
 )
 
 try:
@@ -67,7 +75,9 @@ __all__ = [
     "Clock",
     "CloudOnexError",
     "ConfigurationError",
+    "CreatedWithoutIdError",
     "Customer",
+    "FinancialReport",
     "Invoice",
     "InvoiceItem",
     "JSONValue",
@@ -92,12 +102,18 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseParseError",
     "RetryPolicy",
+    "RouteNotFoundError",
+    "Secret",
     "ServerError",
+    "ServerProfile",
     "Supplier",
     "SystemClock",
     "Ticket",
     "Transaction",
     "TransportError",
+    "UnsupportedError",
+    "User",
     "ValidationError",
+    "Webhook",
     "__version__",
 ]

@@ -33,8 +33,11 @@ from .errors import (
     APIError,
     CloudOnexError,
     ConfigurationError,
+    CreatedWithoutIdError,
+    NotFoundError,
     OutcomeUnknownError,
     TransportError,
+    UnsupportedError,
     ValidationError,
 )
 from .models import Model
@@ -198,16 +201,22 @@ class Operation(Generic[M]):
     def _failure(self, item: Item, error: CloudOnexError) -> Outcome[M]:
         """The outcome of a request that raised."""
         status: Status
+        if isinstance(error, CreatedWithoutIdError):
+            # Created for certain, but the server did not name it: never send it again.
+            return Outcome(item.index, "created", item.key, record_id=None, error=error)
+        if isinstance(error, (UnsupportedError, ConfigurationError)):
+            # Not offered, ignored, or not the API at all (an HTML 404): nothing was done.
+            return Outcome(item.index, "failed", item.key, record_id=item.record_id, error=error)
         if isinstance(error, OutcomeUnknownError):
             status = "unknown"
         elif isinstance(error, TransportError):
             status = "unknown" if error.request_sent else "failed"
         elif isinstance(error, APIError) and error.status >= 500:
             status = "unknown"
-        elif isinstance(error, APIError) and error.status == 404 and self.name == "delete":
+        elif isinstance(error, NotFoundError) and self.name == "delete":
             # Deleting what is already gone leaves the state asked for.
             return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
-        elif isinstance(error, (APIError, ConfigurationError)):
+        elif isinstance(error, APIError):
             status = "failed"
         else:
             status = "unknown"
@@ -227,7 +236,8 @@ class CreateOperation(Operation[M]):
 
     async def one(self, item: Item) -> Outcome[M]:
         try:
-            model = await self.resource.create(item.payload, priority="bulk")
+            # No read-back on shipped servers: it would double the job's cost.
+            model = await self.resource._create(item.payload, priority="bulk", read_back=False)
         except CloudOnexError as error:
             return self._failure(item, error)
         return Outcome(item.index, "created", item.key, model, model.id)
@@ -237,6 +247,8 @@ class CreateOperation(Operation[M]):
         self._probe = asyncio.Lock()
 
     async def batch(self, items: Sequence[Item]) -> list[Outcome[M]] | None:
+        if (await self.resource._client.server_profile()).batch is False:
+            return None
         support = self.resource._client._batch_support
         if support.get(self.resource.path) is None:
             # Until one answer shows whether the server has the batch path, ask once.
@@ -255,10 +267,11 @@ class CreateOperation(Operation[M]):
             envelope = await client._call(
                 "POST", f"batch/{resource.path}", body=body, priority="bulk"
             )
+        except UnsupportedError:
+            client._batch_support[resource.path] = False
+            return None
         except APIError as error:
-            if error.status in (404, 405) or (
-                error.status < 300 and "unknown resources" in error.message.lower()
-            ):
+            if error.status in (404, 405):
                 client._batch_support[resource.path] = False
                 return None
             if isinstance(error, ValidationError) and not error.errors:
@@ -335,7 +348,9 @@ class UpdateOperation(Operation[M]):
     async def one(self, item: Item) -> Outcome[M]:
         assert item.record_id is not None
         try:
-            model = await self.resource.update(item.record_id, item.payload, priority="bulk")
+            model = await self.resource._update(
+                item.record_id, item.payload, priority="bulk", read_back=False
+            )
         except CloudOnexError as error:
             return self._failure(item, error)
         return Outcome(item.index, "updated", item.key, model, item.record_id)

@@ -15,8 +15,9 @@ import random
 import ssl as _ssl
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 
@@ -31,14 +32,25 @@ from ._config import (
     make_config,
 )
 from ._hooks import BEFORE_SEND
-from ._protocol import (
+from ._profile import (
     AuthMode,
     BodyEncoding,
+    ItemPaths,
+    ProfileChoice,
+    RouteStyle,
+    ServerProfile,
+    make_profile,
+)
+from ._protocol import (
+    PROBE_PATH,
     Envelope,
     JSONValue,
     RateLimitInfo,
+    RawResponse,
+    Request,
     RetryPolicy,
     build_request,
+    detect_profile,
     outcome_unknown,
     parse_response,
     retry_decision,
@@ -64,12 +76,16 @@ from .resources import (
     Products,
     Purchases,
     Quotes,
+    Reports,
     Suppliers,
     Tickets,
     Transactions,
+    Users,
+    Webhooks,
 )
 
 logger = logging.getLogger("cloudonex_async")
+T = TypeVar("T")
 
 # One limiter per (site, key) and event loop, shared by every Client of that key that
 # was not given its own. Futures bind to a loop, hence the per-loop table.
@@ -94,7 +110,15 @@ class Client:
         auth: ``"bearer"`` sends ``Authorization: Bearer KEY``; ``"query"`` uses the
             documented ``/?api_key=KEY&ng=api/v2/...`` route, for hosts whose web server
             strips the Authorization header.
-        body_encoding: ``"json"``, or ``"form"`` for shipped servers that read form fields.
+        profile: ``"documented"`` (the vendor page's API), ``"shipped"`` (what deployed
+            CloudOnex 4.x code really does: form bodies, ``?ng=`` routes, singular item
+            paths, no paging) or ``"auto"`` (ask the server once, through ``?ng=``, and
+            remember the answer for the client's lifetime).
+        body_encoding: ``"json"`` or ``"form"`` (PHP-style fields); overrides the profile.
+        route_style: ``"path"`` (``/api/v2/...``) or ``"ng"`` (``/?ng=api/v2/...``, for
+            hosts without URL rewriting); overrides the profile.
+        item_paths: ``"plural"`` (``customers/7``) or ``"singular"`` (``customer/7``);
+            overrides the profile.
         timeout: seconds for a whole request; connect_timeout: seconds to connect.
         max_concurrency: requests in flight at once from this client.
         limiter: the budget to spend; default: the one shared by every Client of this
@@ -115,7 +139,10 @@ class Client:
         base_url: str | None = None,
         api_key: str | None = None,
         auth: AuthMode = "bearer",
-        body_encoding: BodyEncoding = "json",
+        profile: ProfileChoice = "documented",
+        body_encoding: BodyEncoding | None = None,
+        route_style: RouteStyle | None = None,
+        item_paths: ItemPaths | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -136,7 +163,10 @@ class Client:
             base_url=base_url,
             api_key=api_key,
             auth=auth,
+            profile=profile,
             body_encoding=body_encoding,
+            route_style=route_style,
+            item_paths=item_paths,
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_concurrency=max_concurrency,
@@ -170,6 +200,10 @@ class Client:
         self._slots = asyncio.Semaphore(max_concurrency) if session is not None else None
         self._rng = random.Random()
         self._closed = False
+        self._profile: ServerProfile | None = (
+            None if profile == "auto" else self._config.server_profile(profile)
+        )
+        self._probe_lock: asyncio.Lock | None = None
         # Per resource: whether the server has POST batch/<resource> (None: not known yet).
         self._batch_support: dict[str, bool] = {}
         self.customers = Customers(self)
@@ -182,6 +216,9 @@ class Client:
         self.suppliers = Suppliers(self)
         self.purchases = Purchases(self)
         self.tickets = Tickets(self)
+        self.users = Users(self)
+        self.reports = Reports(self)
+        self.webhooks = Webhooks(self)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -282,6 +319,33 @@ class Client:
         )
         return envelope.data
 
+    async def server_profile(self) -> ServerProfile:
+        """Return the profile this client speaks to its server.
+
+        With ``profile="auto"`` the first call asks the server (one request, through
+        ``?ng=`` so that it works on hosts without URL rewriting), logs the decision
+        once at INFO and keeps it for the client's lifetime.
+        """
+        if self._profile is not None:
+            return self._profile
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()
+        async with self._probe_lock:
+            if self._profile is None:
+                probe = make_profile("documented", auth=self._config.auth, route_style="ng")
+                request = self._build("GET", PROBE_PATH, None, None, probe)
+                name = await self._exchange(request, detect_profile)
+                self._profile = self._config.server_profile(name)
+                logger.info(
+                    "%s answers like %s; using %s",
+                    self._config.site_root,
+                    "the documented CloudOnex API"
+                    if name == "documented"
+                    else "shipped CloudOnex 4.x code",
+                    self._profile.describe(),
+                )
+        return self._profile
+
     async def _call(
         self,
         method: str,
@@ -292,9 +356,21 @@ class Client:
         priority: Priority = "interactive",
         max_wait: float | _Unset | None = UNSET,
     ) -> Envelope:
+        profile = self._profile or await self.server_profile()
+        request = self._build(method, path, params, body, profile)
+        return await self._exchange(request, parse_response, priority=priority, max_wait=max_wait)
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, object] | None,
+        body: JSONValue | Mapping[str, object],
+        profile: ServerProfile,
+    ) -> Request:
         self._check_open()
         config = self._config
-        request = build_request(
+        return build_request(
             site_root=config.site_root,
             api_key=config.api_key,
             auth=config.auth,
@@ -302,8 +378,21 @@ class Client:
             path=path,
             params=params,
             body=body,
-            body_encoding=config.body_encoding,
+            body_encoding=profile.body_encoding,
+            route_style=profile.route_style,
+            profile=profile.name,
         )
+
+    async def _exchange(
+        self,
+        request: Request,
+        parse: Callable[[RawResponse], T],
+        *,
+        priority: Priority = "interactive",
+        max_wait: float | _Unset | None = UNSET,
+    ) -> T:
+        """Send ``request`` under the budget, retrying as the policy allows; parse the answer."""
+        config = self._config
         wait = config.max_wait if max_wait is UNSET else max_wait
         limiter = self._limiter or self.limiter
         debug = logger.isEnabledFor(logging.DEBUG)
@@ -356,7 +445,7 @@ class Client:
                         info.remaining if info is not None else "unknown",
                     )
                 try:
-                    return parse_response(raw)
+                    return parse(raw)
                 except CloudOnexError as exc:
                     error = exc
                     if isinstance(exc, RateLimitError):

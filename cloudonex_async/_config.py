@@ -9,7 +9,18 @@ from typing import Final
 
 import attrs
 
-from ._protocol import AuthMode, BodyEncoding, RetryPolicy, normalize_base_url
+from ._profile import (
+    PROFILE_CHOICES,
+    AuthMode,
+    BodyEncoding,
+    ItemPaths,
+    ProfileChoice,
+    RouteStyle,
+    ServerProfile,
+    check_choice,
+    make_profile,
+)
+from ._protocol import RetryPolicy, normalize_base_url
 from ._ratelimit import (
     DEFAULT_BULK_RESERVE,
     DEFAULT_RATE_LIMIT,
@@ -38,12 +49,19 @@ UNSET: Final = _Unset.UNSET
 
 @attrs.frozen(kw_only=True)
 class ClientConfig:
-    """Everything a Client was configured with. The API key is never shown in its repr."""
+    """Everything a Client was configured with. The API key is never shown in its repr.
+
+    ``profile`` is what was asked for (``"auto"`` included); ``body_encoding``,
+    ``route_style`` and ``item_paths`` are the explicit overrides (None: the profile's).
+    """
 
     site_root: str
     api_key: str = attrs.field(repr=False)
     auth: AuthMode
-    body_encoding: BodyEncoding
+    profile: ProfileChoice
+    body_encoding: BodyEncoding | None
+    route_style: RouteStyle | None
+    item_paths: ItemPaths | None
     timeout: float
     connect_timeout: float | None
     max_concurrency: int
@@ -56,13 +74,26 @@ class ClientConfig:
     ssl: _ssl.SSLContext | bool | None = attrs.field(repr=False)
     user_agent: str
 
+    def server_profile(self, name: str) -> ServerProfile:
+        """Return the profile ``name`` ("documented" or "shipped") with this config's overrides."""
+        return make_profile(
+            "shipped" if name == "shipped" else "documented",
+            auth=self.auth,
+            body_encoding=self.body_encoding,
+            route_style=self.route_style,
+            item_paths=self.item_paths,
+        )
+
 
 def make_config(
     *,
     base_url: str | None,
     api_key: str | None,
     auth: AuthMode,
-    body_encoding: BodyEncoding,
+    profile: ProfileChoice = "documented",
+    body_encoding: BodyEncoding | None = None,
+    route_style: RouteStyle | None = None,
+    item_paths: ItemPaths | None = None,
     timeout: float,
     connect_timeout: float | None,
     max_concurrency: int,
@@ -94,8 +125,10 @@ def make_config(
         )
     if auth not in ("bearer", "query"):
         raise ConfigurationError(f"auth must be 'bearer' or 'query', not {auth!r}")
-    if body_encoding not in ("json", "form"):
-        raise ConfigurationError(f"body_encoding must be 'json' or 'form', not {body_encoding!r}")
+    check_choice("profile", profile, PROFILE_CHOICES)
+    check_choice("body_encoding", body_encoding, ("json", "form"))
+    check_choice("route_style", route_style, ("path", "ng"))
+    check_choice("item_paths", item_paths, ("plural", "singular"))
     if pacing not in ("burst", "smooth"):
         raise ConfigurationError(f"pacing must be 'burst' or 'smooth', not {pacing!r}")
     if timeout <= 0 or max_concurrency < 1:
@@ -106,7 +139,10 @@ def make_config(
         site_root=normalize_base_url(base_url, allow_insecure_http=allow_insecure_http),
         api_key=api_key,
         auth=auth,
+        profile=profile,
         body_encoding=body_encoding,
+        route_style=route_style,
+        item_paths=item_paths,
         timeout=timeout,
         connect_timeout=connect_timeout,
         max_concurrency=max_concurrency,

@@ -21,11 +21,12 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy, istr
 
+from ._profile import AuthMode, BodyEncoding, ProfileName, RouteStyle
 from .errors import (
     APIError,
     AuthenticationError,
@@ -36,8 +37,10 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseParseError,
+    RouteNotFoundError,
     ServerError,
     TransportError,
+    UnsupportedError,
     ValidationError,
 )
 
@@ -46,8 +49,6 @@ JSONValue: TypeAlias = (
 )
 """A decoded JSON value. Numbers with a fraction decode to Decimal, never float."""
 
-AuthMode = Literal["bearer", "query"]
-BodyEncoding = Literal["json", "form"]
 
 API_PREFIX = "api/v2/"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -130,6 +131,8 @@ class Request:
 
     ``headers`` are this request's own (a body's Content-Type); every request also
     carries :func:`session_headers`, which the transport sets once on its session.
+    ``body_encoding`` is how the body was encoded (None: no body) and ``profile`` the
+    server profile it was built for; both only shape error messages.
     """
 
     method: str
@@ -138,6 +141,14 @@ class Request:
     params: tuple[tuple[str, str], ...] = attrs.field(repr=False, default=())
     headers: Mapping[str, str] = attrs.field(repr=False, default=MappingProxyType({}))
     body: bytes | None = attrs.field(repr=False, default=None)
+    body_encoding: BodyEncoding | None = None
+    profile: str = "documented"
+    path: str = ""
+
+    @property
+    def resource(self) -> str:
+        """The resource the path names (``"customers"`` for ``customers/7``)."""
+        return self.path.split("/", 1)[0]
 
     @property
     def idempotent(self) -> bool:
@@ -163,36 +174,53 @@ def build_request(
     params: Mapping[str, object] | None = None,
     body: JSONValue | Mapping[str, object] = None,
     body_encoding: BodyEncoding = "json",
+    route_style: RouteStyle | None = None,
+    profile: str = "documented",
 ) -> Request:
     """Build the request for ``method`` on ``path`` (relative to ``/api/v2/``).
 
-    ``auth="query"`` uses the vendor page's alternative route
-    ``/?api_key=KEY&ng=api/v2/PATH`` for hosts that strip the Authorization header;
-    with ``auth="bearer"`` the key travels in :func:`session_headers`.
+    ``route_style="path"`` addresses ``/api/v2/PATH``; ``"ng"`` addresses
+    ``/?ng=api/v2/PATH``, the entry point that works on hosts without URL rewriting.
+    Unset, it follows ``auth``: the vendor page's query-string method is
+    ``/?api_key=KEY&ng=api/v2/PATH``. With ``auth="bearer"`` the key travels in
+    :func:`session_headers`, else as the first query parameter.
     """
     method = method.upper()
     path = path.strip("/")
+    if route_style is None:
+        route_style = "ng" if auth == "query" else "path"
     query = (
         [(str(k), _query_value(v)) for k, v in params.items() if v is not None] if params else []
     )
-    if auth == "query":
-        # The ng route takes no leading slash and no empty segment (api-notes: "Paths").
+    if route_style == "ng":
+        # The ng route takes no leading slash and no empty segment ("api/v2//x" is
+        # answered "Unknown resources requested!" by shipped servers).
         url = f"{site_root}/"
         query = [("ng", API_PREFIX + path), *query]
-        display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}"
-        query.insert(0, ("api_key", api_key))
     else:
         url = f"{site_root}/{API_PREFIX}{path}"
-        display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}" if query else url
+    display_url = f"{url}?{urllib.parse.urlencode(query, safe='/')}" if query else url
+    if auth == "query":
+        query.insert(0, ("api_key", api_key))
     if body is None:
-        return Request(method, url, display_url, tuple(query))
+        return Request(method, url, display_url, tuple(query), profile=profile, path=path)
     if body_encoding == "form":
         payload = urllib.parse.urlencode(list(encode_form(body))).encode()
         content_type = "application/x-www-form-urlencoded"
     else:
         payload = encode_json(body)
         content_type = "application/json"
-    return Request(method, url, display_url, tuple(query), {"Content-Type": content_type}, payload)
+    return Request(
+        method,
+        url,
+        display_url,
+        tuple(query),
+        {"Content-Type": content_type},
+        payload,
+        body_encoding,
+        profile,
+        path,
+    )
 
 
 def _query_value(value: object) -> str:
@@ -235,13 +263,18 @@ def encode_form(body: object, prefix: str = "") -> Iterable[tuple[str, str]]:
 
 @attrs.define
 class RawResponse:
-    """What came back: status, headers and the body bytes, with the request it answers."""
+    """What came back: status, headers and the body bytes, with the request it answers.
+
+    ``method`` and ``url`` (key-free) name the request in error messages; ``request``,
+    when given, lets the parser say more (which body encoding the server ignored).
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
     method: str = ""
     url: str = ""
+    request: Request | None = attrs.field(default=None, repr=False)
 
 
 @attrs.define
@@ -251,6 +284,7 @@ class Envelope:
     data: JSONValue
     message: str | None = None
     top: Mapping[str, JSONValue] = attrs.field(repr=False, default=MappingProxyType({}))
+    legacy: bool = False  # shipped code's {"error": false, ...} answer, not the envelope
 
     @property
     def meta(self) -> dict[str, JSONValue]:
@@ -278,36 +312,80 @@ def parse_response(raw: RawResponse) -> Envelope:
     shipped CloudOnex servers send: a bare object or array, ``{"error": false, ...}``
     on create, and ``{"error": true, "message": ...}`` failures at status 200.
     """
-    try:
-        decoded = decode_json(raw.body)
-    except (ValueError, UnicodeDecodeError):
-        found, decoded = json_after_php_diagnostics(raw.body)
-        if not found:
-            return _parse_non_json(raw)
-        logger.warning(
-            "%s %s: the server printed a PHP warning or notice before its JSON answer; "
-            "the answer was read, but check the server's error log",
-            raw.method,
-            raw.url,
-        )
+    found, decoded = decode_answer(raw)
+    if not found:
+        return _parse_non_json(raw)
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
-        raise error_for(
-            raw, _message_of(body_obj) or _status_phrase(raw.status), _errors_of(body_obj)
-        )
+        raise _failure(raw, _message_of(body_obj) or _status_phrase(raw.status), body_obj)
     if not isinstance(decoded, dict):
         return Envelope(decoded)  # a bare array (legacy listing) or scalar
     if decoded.get("success") is False or decoded.get("error") is True:
-        failure = _message_of(decoded) or "the server reported a failure without a message"
-        raise error_for(raw, failure, _errors_of(decoded))
+        raise _failure(
+            raw, _message_of(decoded) or "the server reported a failure without a message", decoded
+        )
     message = decoded.get("message")
     message_text = message if isinstance(message, str) else None
     if "success" in decoded or "data" in decoded:
         return Envelope(decoded.get("data"), message_text, decoded)
     if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
         data = {k: v for k, v in decoded.items() if k not in _ENVELOPE_KEYS}
-        return Envelope(data, message_text)
+        return Envelope(data, message_text, legacy=True)
     return Envelope(decoded)  # a bare record
+
+
+def decode_answer(raw: RawResponse) -> tuple[bool, JSONValue]:
+    """Decode a JSON body, also behind PHP diagnostics; (False, None) if it is not JSON."""
+    try:
+        return True, decode_json(raw.body)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    found, decoded = json_after_php_diagnostics(raw.body)
+    if found:
+        logger.warning(
+            "%s %s: the server printed a PHP warning or notice before its JSON answer; "
+            "the answer was read, but check the server's error log",
+            raw.method,
+            raw.url,
+        )
+    return found, decoded
+
+
+# The vendor code's words for "this build has no such endpoint" (api-notes).
+_UNSUPPORTED_MESSAGES = ("unknown resources requested", "unknown method")
+
+
+def _failure(raw: RawResponse, message: str, body: Mapping[str, JSONValue]) -> CloudOnexError:
+    """The error for a failure answer: unsupported, or the APIError of its status."""
+    request = raw.request
+    lowered = message.lower()
+    if raw.status in (200, 404, 405) and any(m in lowered for m in _UNSUPPORTED_MESSAGES):
+        resource = request.resource if request else ""
+        profile = request.profile if request else ""
+        return UnsupportedError(
+            f"{raw.method} {raw.url} answered {message!r}: this server does not offer "
+            f"{resource or 'this endpoint'} (profile {profile!r}); shipped CloudOnex 4.x "
+            "servers have customers, customer/<id>, invoice/<id> and users only",
+            resource=resource,
+            operation=raw.method,
+            profile=profile,
+            method=raw.method,
+            url=raw.url,
+        )
+    errors = _errors_of(body)
+    if (
+        request is not None
+        and request.body_encoding == "json"
+        and raw.status == 200
+        and body.get("error") is True
+    ):
+        # Shipped code answers {"error": true} at 200, and reads form fields only: the
+        # JSON body was never looked at, whatever the message says is missing.
+        message = (
+            f"{message} (the server reads form fields only and ignored the JSON body: "
+            "use body_encoding='form', or profile='shipped' or 'auto')"
+        )
+    return error_for(raw, message, errors)
 
 
 _PHP_DIAGNOSTIC = re.compile(r"(?:<b>)?(?:Warning|Notice|Deprecated)(?:</b>)?:", re.IGNORECASE)
@@ -342,15 +420,45 @@ def json_after_php_diagnostics(body: bytes) -> tuple[bool, JSONValue]:
 def _parse_non_json(raw: RawResponse) -> Envelope:
     """Answer for a body that is empty or not JSON: an error, or nothing for a 204."""
     empty = not raw.body or raw.body.isspace()
+    if raw.status == 404:
+        # The API answers JSON; a page of the web server's own means the request never
+        # reached CloudOnex, which says nothing about any record.
+        raise RouteNotFoundError(
+            f"{raw.method} {raw.url} answered HTTP 404 with "
+            f"{'an empty body' if empty else 'a page that is not the API'}: no CloudOnex API "
+            "answers at this URL. Check the base URL; hosts without URL rewriting serve the "
+            "API only through /?ng=api/v2/..., so pass route_style='ng' (or profile='auto')",
+            status=404,
+            body_excerpt="" if empty else excerpt(raw.body),
+            method=raw.method,
+            url=raw.url,
+        )
     if raw.status >= 400:
         message = _status_phrase(raw.status) if empty else excerpt(raw.body)
         raise error_for(raw, message, {})
     if empty and raw.status == 204:
         return Envelope(None)
+    if empty and raw.method in ("PUT", "DELETE", "PATCH"):
+        request = raw.request
+        resource = request.resource if request else ""
+        profile = request.profile if request else ""
+        verb = {"PUT": "updating", "DELETE": "deleting"}.get(raw.method, raw.method)
+        raise UnsupportedError(
+            f"{raw.method} {raw.url} was answered with an empty HTTP {raw.status}: the server "
+            f"accepted the request and did nothing (shipped CloudOnex 4.x code does this for "
+            f"verbs it does not implement), so this server does not support {verb} "
+            f"{resource or 'this record'} (profile {profile!r}); nothing was changed",
+            resource=resource,
+            operation=raw.method,
+            profile=profile,
+            method=raw.method,
+            url=raw.url,
+        )
     if empty:
         raise ResponseParseError(
             f"{raw.method} {raw.url} answered HTTP {raw.status} with an empty body, so the "
-            "server did not confirm the request; it may not support this method on this path",
+            "server did not confirm the request; shipped CloudOnex 4.x servers answer this "
+            "way on paths they do not handle (profile='auto' detects them)",
             status=raw.status,
             method=raw.method,
             url=raw.url,
@@ -407,7 +515,7 @@ _HINTS = {
     401: "check the key under Settings → API Access, and use auth='query' if your web "
     "server strips the Authorization header",
     403: "the key is valid but lacks permission for this; check its permissions",
-    404: "check the id and the base URL (hosts without URL rewriting need auth='query')",
+    404: "check the id and the base URL",
     429: "the hourly budget is spent; wait until it resets",
 }
 
@@ -457,17 +565,52 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
     )
 
 
-def created_id(data: JSONValue) -> int | None:
-    """Find the new record's id in a create answer (``id``, or legacy ``contact_id`` etc.)."""
+def created_id(data: JSONValue, keys: Sequence[str] = ("id",)) -> int | None:
+    """Find the new record's id in a create answer, under the first of ``keys`` present.
+
+    The documented answer names it ``id``; shipped code uses ``contact_id`` or
+    ``user_id``. Only the named keys are read: a record's ``customer_id`` is not its id.
+    """
     if not isinstance(data, dict):
         return None
-    candidates = [data.get("id")] + [v for k, v in data.items() if k.endswith("_id")]
-    for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool):
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and _ID_PATTERN.fullmatch(value.strip()) and int(value) > 0:
             return int(value)
     return None
+
+
+PROBE_PATH = "ping"
+"""What ``profile="auto"`` asks (through ``?ng=``): a path neither kind of server has, so
+both answer at once with a small JSON failure whose shape tells them apart."""
+
+
+def detect_profile(raw: RawResponse) -> ProfileName:
+    """Tell from an answer to the probe which kind of server sent it.
+
+    The documented API answers ``{"success": ...}`` and sends ``X-RateLimit-*``; the
+    shipped 4.x code answers ``{"error": ...}`` or a bare array, without budget headers.
+
+    Raises:
+        AuthenticationError, RateLimitError, ServerError: as for any call.
+        RouteNotFoundError, ResponseParseError: the answer is not the API's JSON.
+    """
+    found, decoded = decode_answer(raw)
+    if not found:
+        _parse_non_json(raw)  # raises for anything but a 204
+        return "documented"
+    if raw.status in (401, 403, 429) or raw.status >= 500:
+        body = decoded if isinstance(decoded, dict) else {}
+        raise error_for(raw, _message_of(body) or _status_phrase(raw.status), _errors_of(body))
+    if _case_insensitive(raw.headers).get(_REMAINING) is not None:
+        return "documented"
+    if isinstance(decoded, list):
+        return "shipped"
+    if isinstance(decoded, dict) and "success" not in decoded and "error" in decoded:
+        return "shipped"
+    return "documented"
 
 
 # --------------------------------------------------------------------------- rate limits

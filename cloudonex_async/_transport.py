@@ -90,6 +90,7 @@ class Transport:
                     body=body,
                     method=request.method,
                     url=request.display_url,
+                    request=request,
                 )
         except asyncio.CancelledError:
             raise

@@ -4,6 +4,7 @@
 
     CloudOnexError
     ├── ConfigurationError        bad arguments or misuse (a closed Client, a missing key)
+    │   └── RouteNotFoundError    the web server has no API at this URL (an HTML 404 page)
     ├── TransportError            the network failed (connection, timeout, dropped answer)
     │   ├── RequestTimeoutError
     │   └── OutcomeUnknownError   a write was sent but its outcome is unknown
@@ -15,6 +16,8 @@
     │   ├── RateLimitError        429, or the budget is spent and the caller would not wait
     │   └── ServerError           5xx
     ├── ResponseParseError        the answer is not the JSON envelope (HTML, empty, truncated)
+    ├── UnsupportedError          this server does not offer (or silently ignores) the call
+    ├── CreatedWithoutIdError     a record was created, but the server did not say its id
     ├── PaginationError           a listing does not advance (the server repeats a page)
     └── BulkError                 raise_on_error=True: some records failed or are unknown
 
@@ -38,6 +41,7 @@ __all__ = [
     "BulkError",
     "CloudOnexError",
     "ConfigurationError",
+    "CreatedWithoutIdError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PaginationError",
@@ -45,8 +49,10 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseParseError",
+    "RouteNotFoundError",
     "ServerError",
     "TransportError",
+    "UnsupportedError",
     "ValidationError",
 ]
 
@@ -64,6 +70,29 @@ class CloudOnexError(Exception):
 
 class ConfigurationError(CloudOnexError):
     """The client was given bad arguments or used after it was closed."""
+
+
+class RouteNotFoundError(ConfigurationError):
+    """The web server answered 404 with a page of its own: the API is not at this URL.
+
+    This is not the API saying "no such record" (that is :class:`NotFoundError`): the
+    request never reached CloudOnex. Hosts without URL rewriting serve the API only
+    through ``/?ng=api/v2/...``: pass ``route_style="ng"`` (or ``profile="auto"``), and
+    check the base URL.
+
+    Attributes:
+        status: the HTTP status. body_excerpt: the first ~200 characters of the page.
+        method, url: the request, with the API key redacted.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, body_excerpt: str = "", method: str = "", url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.method = method
+        self.url = url
 
 
 class TransportError(CloudOnexError):
@@ -202,6 +231,67 @@ class ResponseParseError(CloudOnexError):
         super().__init__(message)
         self.status = status
         self.body_excerpt = body_excerpt
+        self.method = method
+        self.url = url
+
+
+class UnsupportedError(CloudOnexError):
+    """The server does not offer this call, or accepted it and did nothing.
+
+    Raised for a resource the server's build lacks ("Unknown resources requested!"),
+    for a verb it answers with an empty 200 while changing nothing (shipped CloudOnex
+    4.x code does this for customer updates and deletes), and for calls the client
+    knows a profile cannot do. Nothing was changed on the server.
+
+    Attributes:
+        resource: the resource path (``"invoices"``). operation: what was asked
+            (``"list"``, ``"update"``...). profile: the server profile in use.
+        method, url: the request, with the API key redacted (empty if none was sent).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource: str = "",
+        operation: str = "",
+        profile: str = "",
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.operation = operation
+        self.profile = profile
+        self.method = method
+        self.url = url
+
+
+class CreatedWithoutIdError(CloudOnexError):
+    """The record was created, but the server's answer does not name it.
+
+    Shipped CloudOnex 4.x code answers an invoice create with the id of the invoice's
+    last *item*, not of the invoice, so the client cannot return the invoice. Do not
+    create it again: find it in the CloudOnex admin (or by a listing, where the server
+    has one).
+
+    Attributes:
+        resource: the resource path. reported_id: the id the server sent (not the
+            record's). method, url: the request, with the API key redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource: str = "",
+        reported_id: int | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.reported_id = reported_id
         self.method = method
         self.url = url
 

@@ -144,7 +144,7 @@ PHP_WARNING = (
 def test_json_after_a_php_warning_is_read() -> None:
     body = PHP_WARNING + b'{"error":false,"contact_id":"12","message":"Account Created"}'
     envelope = parse_response(raw(200, body))
-    assert created_id(envelope.data) == 12
+    assert created_id(envelope.data, ("id", "contact_id")) == 12
 
 
 def test_a_failure_after_a_php_warning_is_still_a_failure() -> None:
@@ -315,9 +315,14 @@ def test_redact_covers_raw_and_url_encoded_forms() -> None:
 
 def test_created_id_reads_documented_and_legacy_answers() -> None:
     assert created_id({"id": 5, "account": "A"}) == 5
-    assert created_id({"contact_id": "12"}) == 12
-    assert created_id({"invoice_id": 9}) == 9
+    assert created_id({"contact_id": "12"}, ("id", "contact_id")) == 12
+    assert created_id({"user_id": 9}, ("id", "user_id")) == 9
     assert created_id({"message": "?"}) is None
+    # Only the named keys: a record's customer_id is not its id.
+    assert created_id({"customer_id": 7, "amount": "1.00"}) is None
+    assert created_id({"contact_id": "12"}) is None
+    for bad in ("abc", "", "-3", "0", None, True, 1.5, [1]):
+        assert created_id({"id": bad}) is None
 
 
 # -- the budget headers --------------------------------------------------------------

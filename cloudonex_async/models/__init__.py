@@ -1,4 +1,4 @@
-"""attrs models of the ten CloudOnex resources."""
+"""attrs models of the CloudOnex records: the ten resources, users, reports and webhooks."""
 
 from ._base import Model
 from .customer import Customer
@@ -8,12 +8,16 @@ from .order import Order
 from .product import Product
 from .purchase import Purchase
 from .quote import Quote
+from .report import FinancialReport
 from .supplier import Supplier
 from .ticket import Ticket
 from .transaction import Transaction
+from .user import Secret, User
+from .webhook import Webhook
 
 __all__ = [
     "Customer",
+    "FinancialReport",
     "Invoice",
     "InvoiceItem",
     "Lead",
@@ -22,7 +26,10 @@ __all__ = [
     "Product",
     "Purchase",
     "Quote",
+    "Secret",
     "Supplier",
     "Ticket",
     "Transaction",
+    "User",
+    "Webhook",
 ]

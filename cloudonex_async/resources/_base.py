@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .._bulk import (
     DEFAULT_BATCH_SIZE,
@@ -19,9 +19,10 @@ from .._bulk import (
 )
 from .._convert import CONVERTER
 from .._pagination import DEFAULT_PAGE_SIZE, Paginator
+from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
-from ..errors import BulkError, ResponseParseError
+from ..errors import BulkError, ConfigurationError, ResponseParseError, UnsupportedError
 from ..models import Model
 
 if TYPE_CHECKING:
@@ -42,12 +43,28 @@ async def _collect(outcomes: AsyncIterator[Outcome[M]], raise_on_error: bool) ->
 RecordInput = Mapping[str, object] | Model
 """What create and update accept: a mapping of fields, or a model instance."""
 
+Operation = Literal["list", "get", "create", "update", "delete"]
+ALL_OPERATIONS: frozenset[Operation] = frozenset({"list", "get", "create", "update", "delete"})
+
 
 class Resource(Generic[M]):
-    """One API resource (``/api/v2/<path>``) whose records are ``model`` instances."""
+    """One API resource (``/api/v2/<path>``) whose records are ``model`` instances.
+
+    Subclasses declare ``path`` (the plural listing path), ``item`` (the singular name
+    that ``item_paths="singular"`` servers use for one record: ``customer/7``) and
+    ``model``; the shipped 4.x dialect's differences are hooks (:meth:`_from_wire`,
+    :meth:`_to_wire`) that default to the documented shapes.
+    """
 
     path: str
+    item: str
     model: type[M]
+    #: What the API offers on this resource.
+    operations: frozenset[Operation] = ALL_OPERATIONS
+    #: Keys of a create answer that hold the new record's id.
+    created_keys: tuple[str, ...] = ("id",)
+    #: Set where shipped 4.x code answers this resource wrongly: the reason.
+    shipped_unsupported: str | None = None
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -60,24 +77,26 @@ class Resource(Generic[M]):
 
         Raises:
             NotFoundError: there is no such record.
+            ResponseParseError: the answer is not one record (a server that ignores the
+                id and lists everything, or a record with another id).
         """
-        path = f"{self.path}/{format_id(record_id)}"
+        profile = await self._ready("get")
+        path = self._item_path(profile, record_id)
         envelope = await self._client._call("GET", path, priority=priority)
-        data = envelope.data
-        if isinstance(data, list) and len(data) == 1:  # some servers wrap a record in a list
-            data = data[0]
-        return self._to_model(data)
+        return self._one(envelope.data, f"GET {path}", expected_id=format_id(record_id))
 
     async def create(self, data: RecordInput, *, priority: Priority = "interactive") -> M:
         """Create a record and return it (with its new id).
 
+        Against shipped 4.x code, whose answer holds only the new id, the record is read
+        back (one more request) so the model shows what the server stored.
+
         Raises:
             ValidationError: the server rejected a field (see ``.errors``).
             OutcomeUnknownError: the request was sent but the answer was lost.
+            UnsupportedError: this server cannot create these records.
         """
-        payload = self._payload(data)
-        envelope = await self._client._call("POST", self.path, body=payload, priority=priority)
-        return self._echo(payload, envelope, None)
+        return await self._create(self._payload(data), priority=priority, read_back=True)
 
     async def update(
         self, record_id: int | str, data: RecordInput, *, priority: Priority = "interactive"
@@ -85,16 +104,22 @@ class Resource(Generic[M]):
         """Change the given fields of a record and return it.
 
         A model sends every field it holds, including unknown ones kept in ``extra``.
+
+        Raises:
+            UnsupportedError: this server does not update these records (shipped 4.x
+                code accepts customer updates and does nothing).
         """
-        path = f"{self.path}/{format_id(record_id)}"
-        payload = self._payload(data)
-        envelope = await self._client._call("PUT", path, body=payload, priority=priority)
-        return self._echo(payload, envelope, int(format_id(record_id)))
+        return await self._update(record_id, self._payload(data), priority=priority, read_back=True)
 
     async def delete(self, record_id: int | str, *, priority: Priority = "interactive") -> None:
-        """Delete a record."""
-        path = f"{self.path}/{format_id(record_id)}"
-        await self._client._call("DELETE", path, priority=priority)
+        """Delete a record.
+
+        Raises:
+            NotFoundError: there is no such record.
+            UnsupportedError: this server does not delete these records.
+        """
+        profile = await self._ready("delete")
+        await self._client._call("DELETE", self._item_path(profile, record_id), priority=priority)
 
     def list(
         self,
@@ -119,12 +144,18 @@ class Resource(Generic[M]):
         params = {k: v for k, v in filters.items() if v is not None}
 
         async def fetch(page: int, size: int) -> Envelope:
+            profile = await self._ready("list")
+            if not profile.paged:
+                # Shipped code answers every record at once: the first answer is all.
+                if page > 1:
+                    return Envelope([])
+                return await self._client._call("GET", self.path, params=params, priority=priority)
             query = {**params, "page": page, "limit": size}
             return await self._client._call("GET", self.path, params=query, priority=priority)
 
         return Paginator(
             fetch,
-            self._to_model,
+            self._listed,
             page_size=page_size,
             limit=limit,
             prefetch=prefetch,
@@ -244,6 +275,128 @@ class Resource(Generic[M]):
         )
         return await _collect(job.__aiter__(), raise_on_error)
 
+    # -- the request path's pieces ----------------------------------------------------
+
+    async def _ready(self, operation: Operation) -> ServerProfile:
+        """Return the server's profile, or raise UnsupportedError if it cannot do this."""
+        profile = await self._client.server_profile()
+        if operation not in self.operations:
+            raise UnsupportedError(
+                f"the CloudOnex API has no {operation} for {self.path}; "
+                f"it offers {', '.join(sorted(self.operations))}",
+                resource=self.path,
+                operation=operation,
+                profile=profile.name,
+            )
+        if profile.shipped and self.shipped_unsupported:
+            raise UnsupportedError(
+                f"{self.path} cannot be used on this server (profile 'shipped'): "
+                f"{self.shipped_unsupported}; nothing was sent",
+                resource=self.path,
+                operation=operation,
+                profile=profile.name,
+            )
+        return profile
+
+    def _item_path(self, profile: ServerProfile, record_id: int | str | None = None) -> str:
+        base = self.item if profile.item_paths == "singular" else self.path
+        return base if record_id is None else f"{base}/{format_id(record_id)}"
+
+    def _from_wire(self, data: object) -> object:
+        """Map a record as the server sent it onto the model's field names."""
+        return data
+
+    def _to_wire(
+        self, profile: ServerProfile, payload: dict[str, object], operation: Operation
+    ) -> dict[str, object]:
+        """Map a create or update payload onto what the server reads."""
+        return payload
+
+    async def _create(
+        self, payload: dict[str, object], *, priority: Priority, read_back: bool
+    ) -> M:
+        profile = await self._ready("create")
+        path = self._item_path(profile)
+        body = self._to_wire(profile, payload, "create")
+        envelope = await self._client._call("POST", path, body=body, priority=priority)
+        data = self._from_wire(envelope.data)
+        if isinstance(data, Mapping) and data.get("id") is not None:
+            return self._to_model({**payload, **data})  # the documented answer: the record
+        new_id = self._created_id(envelope, f"POST {path}")
+        if profile.shipped and read_back:
+            model = await self.get(new_id, priority=priority)
+            self._check_stored(profile, payload, model, f"POST {path}")
+            return model
+        return self._to_model({**payload, "id": new_id})
+
+    def _created_id(self, envelope: Envelope, request: str) -> int:
+        new_id = created_id(envelope.data, self.created_keys)
+        if new_id is None:
+            raise ResponseParseError(
+                f"{request} answered without the new record's id "
+                f"(message: {envelope.message!r}); look the record up before creating it again",
+                status=200,
+            )
+        return new_id
+
+    def _check_stored(
+        self, profile: ServerProfile, payload: Mapping[str, object], model: M, request: str
+    ) -> None:
+        """Refuse a record read back without any of the text fields that were sent."""
+        if profile.body_encoding != "json":
+            return
+        sent = [k for k, v in payload.items() if isinstance(v, str) and v.strip()]
+        stored = CONVERTER.unstructure(model)
+        if sent and all(stored.get(k) in (None, "") for k in sent):
+            raise ConfigurationError(
+                f"{request}: the server created {self.model.__name__} {model.id} but stored "
+                f"none of the fields sent ({', '.join(sent)}): it reads form fields only and "
+                "ignored the JSON body. Use body_encoding='form' (or profile='shipped' or "
+                f"'auto'), and remove {self.model.__name__} {model.id} in the CloudOnex admin"
+            )
+
+    async def _update(
+        self,
+        record_id: int | str,
+        payload: dict[str, object],
+        *,
+        priority: Priority,
+        read_back: bool,
+    ) -> M:
+        profile = await self._ready("update")
+        path = self._item_path(profile, record_id)
+        body = self._to_wire(profile, payload, "update")
+        envelope = await self._client._call("PUT", path, body=body, priority=priority)
+        data = self._from_wire(envelope.data)
+        if isinstance(data, Mapping) and data.get("id") is not None:
+            return self._one({**payload, **data}, f"PUT {path}", expected_id=format_id(record_id))
+        if profile.shipped and read_back:
+            return await self.get(record_id, priority=priority)
+        return self._to_model({**payload, "id": int(format_id(record_id))})
+
+    def _one(self, data: object, request: str, *, expected_id: str) -> M:
+        """The model of an answer that must be exactly one record, with the id asked for."""
+        data = self._from_wire(data)
+        if not isinstance(data, Mapping):
+            shape = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+            raise ResponseParseError(
+                f"{request} answered {shape} where one {self.model.__name__} was expected; "
+                "a server that ignores the id on this path (shipped CloudOnex 4.x code does, "
+                "on customers/<id>) needs item_paths='singular' or profile='shipped'",
+                status=200,
+            )
+        got = data.get("id")
+        if got is not None and str(got).strip() != expected_id:
+            raise ResponseParseError(
+                f"{request} answered {self.model.__name__} {got!r}, not {expected_id}: "
+                "the server did not return the record asked for",
+                status=200,
+            )
+        return self._to_model(data)
+
+    def _listed(self, data: object) -> M:
+        return self._to_model(self._from_wire(data))
+
     # -- helpers ----------------------------------------------------------------------
 
     def _to_model(self, data: object) -> M:
@@ -256,21 +409,3 @@ class Resource(Generic[M]):
             return payload
         unstructured: dict[str, object] = CONVERTER.unstructure(dict(data))
         return unstructured
-
-    def _echo(self, payload: dict[str, object], envelope: Envelope, known_id: int | None) -> M:
-        """Build the model a write returned, filling in from what was sent.
-
-        The documented envelope returns the whole record; shipped servers return only
-        ``{"contact_id": "12"}``, or nothing useful on update.
-        """
-        data = envelope.data
-        if isinstance(data, dict) and "id" in data:
-            return self._to_model({**payload, **data})
-        new_id = known_id if known_id is not None else created_id(data)
-        if new_id is None:
-            raise ResponseParseError(
-                f"POST {self.path} answered without the new record's id "
-                f"(message: {envelope.message!r}); look the record up before creating it again",
-                status=200,
-            )
-        return self._to_model({**payload, "id": new_id})
