@@ -75,7 +75,19 @@ class ClientConfig:
     user_agent: str
 
     def server_profile(self, name: str) -> ServerProfile:
-        """Return the profile ``name`` ("documented" or "shipped") with this config's overrides."""
+        """Return the profile ``name`` ("documented" or "shipped") with this config's overrides.
+
+        Raises:
+            ConfigurationError: ``body_encoding="json"`` for shipped 4.x code, which
+                ignores JSON bodies (a user create would make an Admin with no name).
+        """
+        if name == "shipped" and self.body_encoding == "json":
+            raise ConfigurationError(
+                f"{self.site_root} runs shipped CloudOnex 4.x code, which reads form fields "
+                "only and ignores a JSON body (a user create then makes an Admin user with "
+                "no name, and other creates fail as if every field were missing): drop "
+                "body_encoding='json' or pass body_encoding='form'"
+            )
         return make_profile(
             "shipped" if name == "shipped" else "documented",
             auth=self.auth,

@@ -362,10 +362,14 @@ def _failure(raw: RawResponse, message: str, body: Mapping[str, JSONValue]) -> C
     if raw.status in (200, 404, 405) and any(m in lowered for m in _UNSUPPORTED_MESSAGES):
         resource = request.resource if request else ""
         profile = request.profile if request else ""
+        what = (
+            f"{raw.method} on this path" if "method" in lowered else (resource or "this endpoint")
+        )
         return UnsupportedError(
             f"{raw.method} {raw.url} answered {message!r}: this server does not offer "
-            f"{resource or 'this endpoint'} (profile {profile!r}); shipped CloudOnex 4.x "
-            "servers have customers, customer/<id>, invoice/<id> and users only",
+            f"{what} (profile {profile!r}); shipped CloudOnex 4.x servers have customers, "
+            "customer/<id>, invoice/<id> and users only, and profile='auto' finds out "
+            "which kind of server this is",
             resource=resource,
             operation=raw.method,
             profile=profile,
@@ -528,6 +532,12 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
     hint = _HINTS.get(status)
     if hint:
         text = f"{text}; {hint}"
+    if status == 500 and not raw.body and raw.request is not None:
+        if raw.request.profile == "shipped" and raw.method == "GET" and "/" in raw.request.path:
+            text += (
+                "; shipped CloudOnex 4.x code also fails this way when no record has this id, "
+                "so check the id"
+            )
     if status == 429:
         retry_after = parse_retry_after(raw.headers, now=None)
         info = RateLimitInfo.from_headers(raw.headers, now=None)
@@ -554,7 +564,7 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
         cls = AuthenticationError
     elif status == 403:
         cls = PermissionDeniedError
-    elif status == 404 or (status < 300 and _NOT_FOUND.search(message)):
+    elif status == 404 or (status < 300 and raw.method != "POST" and _NOT_FOUND.search(message)):
         cls = NotFoundError
     elif status in (400, 422) or (status < 300 and (errors or raw.method in ("POST", "PUT"))):
         cls = ValidationError
@@ -786,7 +796,7 @@ def outcome_unknown(method: str, error: CloudOnexError) -> OutcomeUnknownError |
     elif isinstance(error, ServerError):
         reason = f"the server failed with HTTP {error.status}"
     else:
-        reason = "the answer was not the JSON the API promises"
+        reason = f"the answer could not be used ({error.message})"
     return OutcomeUnknownError(
         f"{method} {url}: the request was sent but {reason}; the record may or may not "
         "exist, so look it up (for example with a filtered list) before sending it again",

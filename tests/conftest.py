@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest_asyncio
 
 from cloudonex_async import Client, LocalLimiter, RetryPolicy
 from cloudonex_async.testing import SandboxServer
+from cloudonex_async.testing._process import listening_process
 
 SandboxFactory = Callable[..., Awaitable[SandboxServer]]
 
@@ -76,3 +79,36 @@ async def client(
 ) -> Client:
     """A client of the default sandbox, in each auth mode."""
     return make_client(sandbox, auth=request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free loopback port, for the whole session.
+
+    Where the binary is missing the tests that need it are skipped, saying why, except
+    under CLOUDONEX_REQUIRE_REDIS=1 (set by .ci/run), where a missing server fails them.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CLOUDONEX_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is required here (CLOUDONEX_REQUIRE_REDIS=1) but missing")
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    workdir = tmp_path_factory.mktemp("redis")
+
+    def command(port: int) -> list[str]:
+        return [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+
+    with listening_process(command, name="redis-server", timeout=10) as port:
+        yield f"redis://127.0.0.1:{port}/0"

@@ -18,6 +18,7 @@ from aioresponses import core as aioresponses_core
 
 from cloudonex_async import (
     Client,
+    ConfigurationError,
     LocalLimiter,
     NotFoundError,
     RateLimitError,
@@ -61,14 +62,28 @@ async def client() -> AsyncIterator[Client]:
 
 
 async def test_a_legacy_create_answer_gives_the_model_with_its_new_id(
-    mocked: aioresponses, client: Client
+    mocked: aioresponses,
 ) -> None:
     mocked.post(
         CUSTOMERS, payload={"error": False, "contact_id": "12", "message": "Account Created"}
     )
-    customer = await client.customers.create({"account": "Jane", "email": "jane@example.com"})
+    async with Client(
+        base_url=BASE, api_key="k", limiter=LocalLimiter(), body_encoding="form"
+    ) as client:
+        customer = await client.customers.create({"account": "Jane", "email": "jane@example.com"})
     assert customer.id == 12
     assert customer.account == "Jane"
+
+
+async def test_a_legacy_create_answer_to_a_json_body_is_an_ignored_body(
+    mocked: aioresponses, client: Client
+) -> None:
+    # Only shipped 4.x code answers this way, and it never reads a JSON body.
+    mocked.post(
+        CUSTOMERS, payload={"error": False, "contact_id": "12", "message": "Account Created"}
+    )
+    with pytest.raises(ConfigurationError, match="body_encoding='form'"):
+        await client.customers.create({"account": "Jane", "email": "jane@example.com"})
 
 
 async def test_legacy_failures_at_200_raise(mocked: aioresponses, client: Client) -> None:

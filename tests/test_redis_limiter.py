@@ -1,8 +1,6 @@
 """RedisLimiter: one budget across processes, against a real redis-server.
 
-The tests start ``redis-server`` on a free port. Where the binary is missing they are
-skipped, saying why, except under CLOUDONEX_REQUIRE_REDIS=1 (set by .ci/run), where a
-missing server fails them.
+The tests use the session's ``redis-server`` (see ``conftest.redis_url``).
 """
 
 from __future__ import annotations
@@ -10,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,41 +20,11 @@ from redis.asyncio import Redis
 
 from cloudonex_async import RateLimitError, RateLimitInfo, RedisLimiter
 from cloudonex_async.testing import FakeClock
-from cloudonex_async.testing._process import listening_process
 
 from .conftest import SandboxFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server on loopback for this module's tests."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CLOUDONEX_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required here (CLOUDONEX_REQUIRE_REDIS=1) but missing")
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    workdir = tmp_path_factory.mktemp("redis")
-
-    def command(port: int) -> list[str]:
-        return [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-
-    with listening_process(command, name="redis-server", timeout=10) as port:
-        yield f"redis://127.0.0.1:{port}/0"
 
 
 @pytest_asyncio.fixture

@@ -12,7 +12,7 @@ import datetime as dt
 from .._profile import ServerProfile
 from .._protocol import Envelope
 from .._shipped import hide_secrets, invoice_from_shipped, invoice_to_shipped, is_shipped_invoice
-from ..errors import CreatedWithoutIdError, UnsupportedError
+from ..errors import CreatedWithoutIdError, ResponseParseError, UnsupportedError
 from ..models import (
     Customer,
     Invoice,
@@ -103,6 +103,18 @@ class Transactions(Resource[Transaction]):
         "its transactions path answers the customer list (a defect of the 4.x code), "
         "so no transaction can be read from it"
     )
+
+    def _from_wire(self, data: object) -> object:
+        # Shipped code answers transactions with customer rows: never read one as a
+        # transaction, whatever profile the client was given.
+        if isinstance(data, dict) and "account" in data and "amount" not in data:
+            raise ResponseParseError(
+                "the server answered a customer record where a transaction was expected "
+                "(shipped CloudOnex 4.x code answers transactions with the customer list); "
+                "this server has no transactions API: use profile='auto' to detect it",
+                status=200,
+            )
+        return data
 
 
 class Quotes(Resource[Quote]):

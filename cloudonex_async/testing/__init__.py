@@ -15,6 +15,7 @@ pytest-asyncio is installed), or from the shell:
 """
 
 from ._clock import FakeClock
-from ._sandbox import Fault, Faults, LoggedRequest, SandboxServer
+from ._http import LoggedRequest
+from ._sandbox import Fault, Faults, SandboxServer
 
 __all__ = ["FakeClock", "Fault", "Faults", "LoggedRequest", "SandboxServer"]

@@ -16,6 +16,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--api-key", default="sandbox-key")
+    parser.add_argument(
+        "--style",
+        choices=("documented", "shipped"),
+        default="documented",
+        help="the vendor page's API, or the deployed 4.x code's behaviour",
+    )
+    parser.add_argument(
+        "--url-rewriting",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether /api/v2/... reaches the API (default: on for documented, off for shipped)",
+    )
+    parser.add_argument(
+        "--display-errors", action="store_true", help="shipped style: PHP errors as HTML pages"
+    )
     parser.add_argument("--rate-limit", type=int, default=1000, help="requests per window")
     parser.add_argument("--rate-period", type=float, default=3600.0, help="window in seconds")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
@@ -30,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
             api_key=args.api_key,
             host=args.host,
             port=args.port,
+            style=args.style,
+            url_rewriting=args.url_rewriting,
+            display_errors=args.display_errors,
             rate_limit=args.rate_limit,
             rate_period=args.rate_period,
             latency=args.latency,
@@ -44,7 +62,11 @@ def main(argv: list[str] | None = None) -> None:
             ],
         )
         async with sandbox:
-            print(f"CloudOnex sandbox at {sandbox.base_url}/api/v2/ (key: {sandbox.api_key})")
+            route = "/api/v2/" if sandbox.url_rewriting else "/?ng=api/v2/"
+            print(
+                f"CloudOnex sandbox ({sandbox.style} style) at {sandbox.base_url}{route} "
+                f"(key: {sandbox.api_key})"
+            )
             print("Ctrl-C stops it.", flush=True)
             await asyncio.Event().wait()
 

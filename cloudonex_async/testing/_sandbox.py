@@ -1,72 +1,50 @@
 """An in-memory, CloudOnex-compatible API server on aiohttp.web, for tests and demos.
 
-It follows the vendor page: ``/api/v2/<resource>[/<id>]`` with Bearer auth or the
-``/?api_key=KEY&ng=api/v2/...`` route, the ``{success, data, message}`` envelope, field
-errors in ``errors``, and ``X-RateLimit-*`` headers with a fixed window per key. Where
-the page is silent it uses the endpoint reference: ``page``/``limit`` paging with
-``meta: {current_page, total_pages, total_records}``, ``search`` and equality filters,
-and ``POST /api/v2/batch/<resource>`` (whose answer it defines: one result per input
-record, in order, each with ``index`` and either ``id``/``data`` or ``errors``).
+Two styles. ``style="documented"`` follows the vendor's page: ``/api/v2/<resource>[/<id>]``
+with Bearer auth or the ``/?api_key=KEY&ng=api/v2/...`` route, the ``{success, data,
+message}`` envelope, field errors in ``errors``, ``X-RateLimit-*`` headers with a fixed
+window per key, paging and the batch endpoint (see :mod:`._documented`).
+``style="shipped"`` answers as the deployed CloudOnex 4.x code does: form bodies only,
+singular item paths, bare rows, ``{"error": ...}`` answers at 200, ignored verbs, no
+paging and no rate limiting (see :mod:`._shipped`).
 
-Faults (errors, dropped connections, stalls, HTML pages, cut or empty bodies) and
-latency can be injected, at random or one at a time, and every request is logged.
+Either style can run with or without URL rewriting: without it, ``/api/v2/...`` is the
+web server's HTML 404 page and only ``?ng=api/v2/...`` reaches the API. Faults (errors,
+dropped connections, stalls, HTML pages, cut or empty bodies) and latency can be
+injected, at random or one at a time, and every request is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
-import json
 import math
 import random
-import re
 from collections import deque
-from collections.abc import Collection, Mapping
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, Protocol
 
 import attrs
 from aiohttp import web
 
 from .._clock import SYSTEM_CLOCK, Clock
+from ._documented import DocumentedRoutes, Paging
+from ._http import Answer, Incoming, LoggedRequest, http_date
+from ._shipped import ShippedRoutes
+from ._tables import RESOURCES, Tables
 
 FaultKind = Literal["error", "drop", "stall", "html", "malformed", "empty"]
-Paging = Literal["meta", "plain", "ignore", "stuck"]
+Style = Literal["documented", "shipped"]
 
-RESOURCES = (
-    "customers",
-    "invoices",
-    "transactions",
-    "quotes",
-    "products",
-    "orders",
-    "leads",
-    "suppliers",
-    "purchases",
-    "tickets",
-)
-_REQUIRED: Mapping[str, tuple[str, ...]] = {
-    "customers": ("account",),
-    "invoices": ("customer_id",),
-    "transactions": ("type", "amount"),
-    "quotes": ("customer_id",),
-    "products": ("name",),
-    "orders": (),
-    "leads": ("first_name",),
-    "suppliers": ("account",),
-    "purchases": ("supplier_id",),
-    "tickets": ("subject",),
-}
-_MONEY = frozenset({"amount", "price", "tax_rate", "qty", "taxed"})
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HTML_PAGE = (
     "<html><head><title>500 Internal Server Error</title></head><body><br />\n"
     "<b>Fatal error</b>: Uncaught PDOException: SQLSTATE[HY000] in "
     "/var/www/system/api/v2.php on line 42</body></html>"
+)
+_APACHE_404 = (
+    '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n'
+    "<title>404 Not Found</title>\n</head><body>\n<h1>Not Found</h1>\n"
+    "<p>The requested URL was not found on this server.</p>\n<hr>\n"
+    "<address>Apache/2.4.57 (Debian) Server at localhost Port 80</address>\n</body></html>\n"
 )
 
 
@@ -75,7 +53,8 @@ class Faults:
     """Random faults: each request meets at most one, drawn in this order.
 
     Attributes:
-        error_rate: answer ``error_status`` with a JSON error.
+        error_rate: answer ``error_status`` with a JSON error (the shipped style: an empty
+            body, as a PHP fatal error gives).
         drop_rate: close the connection without answering.
         stall_rate: wait ``stall_seconds`` before answering (clients time out).
         html_rate: answer an HTML error page with ``html_status``.
@@ -108,23 +87,18 @@ class Fault:
     retry_after: float | None = None
 
 
-@attrs.define
-class LoggedRequest:
-    """One request as the sandbox saw it (the API key is never logged).
+class _Routes(Protocol):
+    """What each style provides (see :mod:`._documented` and :mod:`._shipped`)."""
 
-    It is logged on arrival; ``status`` is filled in when the answer goes out (0 for a
-    dropped connection or one still being answered).
-    """
+    name: str
 
-    method: str
-    path: str
-    params: Mapping[str, str]
-    at: float
-    resource: str | None = None
-    action: str = "unknown"
-    status: int = 0
-    fault: str | None = None
-    created: tuple[int, ...] = ()
+    def classify(self, method: str, segments: list[str]) -> tuple[str | None, str]: ...
+    async def read_body(self, request: web.Request) -> dict[str, object]: ...
+    def unauthorized(self) -> Answer: ...
+    def no_route(self) -> Answer: ...
+    def server_error(self, status: int) -> Answer: ...
+    def seed_row(self, resource: str, record: Mapping[str, object]) -> dict[str, object]: ...
+    def route(self, incoming: Incoming) -> Answer: ...
 
 
 class _Drop(Exception):
@@ -142,12 +116,20 @@ class SandboxServer:
 
     Args:
         api_key: the one valid key. host, port: where to listen (port 0: a free one).
-        rate_limit, rate_period: the budget per key; windows are aligned to the clock,
-            and ``X-RateLimit-Reset`` is the window's end in epoch seconds.
+        style: ``"documented"`` (the vendor page's API) or ``"shipped"`` (the deployed
+            4.x code; see the module docstring).
+        url_rewriting: whether ``/api/v2/...`` reaches the API (default: on for the
+            documented style, off for the shipped one, as on a default install);
+            ``/?ng=api/v2/...`` always does.
+        display_errors: shipped style: PHP fatal errors become HTML pages at 200, and
+            warnings are printed before JSON answers.
+        rate_limit, rate_period: the budget per key (documented style); windows are
+            aligned to the clock, and ``X-RateLimit-Reset`` is the window's end in epoch
+            seconds.
         latency: seconds added to every answer.
         faults: random faults (see :class:`Faults`); :meth:`inject` queues exact ones.
-        paging: ``"meta"`` (documented: data + meta), ``"plain"`` (no meta), ``"ignore"``
-            (every record at once, as shipped servers do), ``"stuck"`` (always page 1).
+        paging: documented style: ``"meta"`` (data + meta), ``"plain"`` (no meta),
+            ``"ignore"`` (every record at once), ``"stuck"`` (always page 1).
         batch: whether ``POST /api/v2/batch/<resource>`` exists; batch_max: its size cap.
         clock: the time source for rate-limit windows and the Date header.
     """
@@ -158,6 +140,9 @@ class SandboxServer:
         api_key: str = "sandbox-key",
         host: str = "127.0.0.1",
         port: int = 0,
+        style: Style = "documented",
+        url_rewriting: bool | None = None,
+        display_errors: bool = False,
         rate_limit: int = 1000,
         rate_period: float = 3600.0,
         latency: float = 0.0,
@@ -169,9 +154,14 @@ class SandboxServer:
         batch_max: int = 100,
         clock: Clock | None = None,
     ) -> None:
+        if style not in ("documented", "shipped"):
+            raise ValueError(f"style is 'documented' or 'shipped', not {style!r}")
         self.api_key = api_key
         self.host = host
         self.port = port
+        self.style: Style = style
+        self.url_rewriting = style == "documented" if url_rewriting is None else url_rewriting
+        self.display_errors = display_errors
         self.rate_limit = rate_limit
         self.rate_period = rate_period
         self.latency = latency
@@ -182,14 +172,18 @@ class SandboxServer:
         self.batch = batch
         self.batch_max = batch_max
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.store: dict[str, dict[int, dict[str, object]]] = {r: {} for r in RESOURCES}
+        self.tables = Tables(self.clock)
+        self.store = self.tables.store
+        self.routes: _Routes = (
+            ShippedRoutes(self, self.tables)
+            if style == "shipped"
+            else DocumentedRoutes(self, self.tables)
+        )
         self.requests: list[LoggedRequest] = []
-        self._ids = {r: itertools.count(1) for r in RESOURCES}
         self._windows: dict[tuple[str, int], int] = {}
         self._injected: deque[Fault] = deque()
         self._rng = random.Random(self.faults.seed)
         self._runner: web.AppRunner | None = None
-        self._in_flight = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -251,69 +245,86 @@ class SandboxServer:
         )
 
     def records(self, resource: str) -> list[dict[str, object]]:
-        """Return the stored records of a resource, by id."""
-        return [dict(r) for _, r in sorted(self.store[resource].items())]
+        """Return the stored records of a table, by id.
+
+        The tables are the ten resources, ``users``, ``webhooks`` and (shipped style)
+        ``invoice_items``; shipped-style rows carry the vendor's column names.
+        """
+        return self.tables.rows(resource)
 
     def seed(self, resource: str, records: list[Mapping[str, object]]) -> list[int]:
         """Store records directly (no request, no validation) and return their ids."""
-        ids = []
-        for record in records:
-            rid = next(self._ids[resource])
-            self.store[resource][rid] = {"created_at": self._stamp(), **record, "id": rid}
-            ids.append(rid)
-        return ids
+        return [
+            int(str(self.tables.insert(resource, self.routes.seed_row(resource, r))["id"]))
+            for r in records
+        ]
 
     # -- the server -------------------------------------------------------------------
-
-    def _stamp(self) -> str:
-        moment = datetime.fromtimestamp(self.clock.time(), timezone.utc)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         route = query.pop("ng", None)
-        key = query.pop("api_key", None)
+        key = query.pop("api_key", None)  # wins over the header when both are sent
         if key is None:
             auth = request.headers.get("Authorization", "")
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        path = (route if route is not None else request.path).strip("/")
-        segments = path.split("/")
-        log = LoggedRequest(request.method, "/" + path, query, self.clock.time())
+        method = request.method
+        if self.style == "shipped" and "_METHOD" in query:
+            method = query.pop("_METHOD").upper()  # the vendor's verb override
+        if route is None:
+            path = request.path[1:]
+        else:
+            path = route
+        if self.style == "documented":
+            path = path.strip("/")
+        log = LoggedRequest(method, "/" + path, query, self.clock.time())
         self.requests.append(log)
         try:
-            return await self._answer(request, log, key, segments, query)
+            if route is None and not self.url_rewriting:
+                # No URL rewriting: /api/v2/... is a file the web server does not have.
+                answer = Answer(404, raw=_APACHE_404.encode(), content_type="text/html")
+            else:
+                answer = await self._answer(request, method, key, path.split("/"), query, log)
         except _Drop:
             log.status = 0
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError() from None
+        log.status = answer.status
+        return answer.response(http_date(int(self.clock.time())))
 
     async def _answer(
         self,
         request: web.Request,
-        log: LoggedRequest,
+        method: str,
         key: str | None,
         segments: list[str],
         query: dict[str, str],
-    ) -> web.StreamResponse:
+        log: LoggedRequest,
+    ) -> Answer:
+        routes = self.routes
         if segments[:2] != ["api", "v2"] or len(segments) < 3 or "" in segments:
-            return self._json(log, 404, _failure("Unknown resources requested!"))
+            return routes.no_route()
         if key != self.api_key:
-            return self._json(log, 401, _failure("No valid API key provided."))
+            return routes.unauthorized()
         if self.latency:
             await asyncio.sleep(self.latency)
-        headers, allowed = self._spend(key)
-        if not allowed:
-            return self._json(log, 429, _failure("Rate limit exceeded"), headers)
-        _classify(log, request.method, segments[2:])
-        fault = self._draw_fault(request.method)
+        headers: dict[str, str] = {}
+        if self.style == "documented":
+            headers, allowed = self._spend(key)
+            if not allowed:
+                return Answer(429, _rate_limited(), headers=headers)
+        log.resource, log.action = routes.classify(method, segments[2:])
+        fault = self._draw_fault(method)
         log.fault = fault.kind if fault else None
         if fault is not None and not fault.after_processing:
-            return await self._fail(log, fault, headers)
-        status, body = await self._route(request, log, segments[2:], query)
+            return await self._fail(fault, headers)
+        body = await routes.read_body(request)
+        answer = routes.route(Incoming(method, segments[2:], query, body, log))
         if fault is not None:
-            return await self._fail(log, fault, headers)
-        return self._json(log, status, body, headers)
+            return await self._fail(fault, headers)
+        answer.headers = {**headers, **answer.headers}
+        return answer
 
     def _spend(self, key: str) -> tuple[dict[str, str], bool]:
         now = self.clock.time()
@@ -353,270 +364,37 @@ class SandboxServer:
             roll -= rate
         return None
 
-    async def _fail(
-        self, log: LoggedRequest, fault: Fault, headers: dict[str, str]
-    ) -> web.Response:
+    async def _fail(self, fault: Fault, headers: dict[str, str]) -> Answer:
         if fault.kind == "drop":
             raise _Drop
         if fault.kind == "stall":
             await asyncio.sleep(self.faults.stall_seconds)
         if fault.kind == "html":
-            log.status = fault.status
-            return web.Response(
-                status=fault.status, text=_HTML_PAGE, content_type="text/html", headers=headers
+            return Answer(
+                fault.status, raw=_HTML_PAGE.encode(), content_type="text/html", headers=headers
             )
         if fault.kind == "malformed":
-            log.status = 200
-            return web.Response(
-                status=200,
-                text='{"success": true, "data": [{"id": 1, "acc',
-                content_type="application/json",
-                headers=headers,
-            )
+            return Answer(200, raw=b'{"success": true, "data": [{"id": 1, "acc', headers=headers)
         if fault.kind == "empty":
-            log.status = 200
-            return web.Response(status=200, body=b"", headers=headers)
+            return Answer(200, raw=b"", headers=headers)
         if fault.retry_after is not None:
             headers = {**headers, "Retry-After": str(math.ceil(fault.retry_after))}
-        return self._json(log, fault.status, _failure(HTTPStatus(fault.status).phrase), headers)
-
-    def _json(
-        self,
-        log: LoggedRequest,
-        status: int,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-    ) -> web.Response:
-        log.status = status
-        all_headers = {"Date": _http_date(int(self.clock.time())), **(headers or {})}
-        return web.Response(
-            status=status,
-            body=json.dumps(body, default=_encode).encode(),
-            content_type="application/json",
-            headers=all_headers,
-        )
-
-    async def _route(
-        self, request: web.Request, log: LoggedRequest, segments: list[str], query: dict[str, str]
-    ) -> tuple[int, object]:
-        """Answer a request that ``_classify`` has already named (resource and action)."""
-        resource, action = log.resource, log.action
-        if action == "batch":
-            if request.method != "POST" or not self.batch or resource not in RESOURCES:
-                return 404, _failure("Unknown resources requested!")
-            return self._batch(log, resource, await _read_body(request))
-        if resource not in RESOURCES or len(segments) > 2:
-            return 404, _failure("Unknown resources requested!")
-        if action == "other":
-            return 405, _failure("Unknown Method!")
-        if action == "list":
-            return self._list(resource, query)
-        if action == "create":
-            return self._create(log, resource, await _read_body(request))
-        if not segments[1].isdigit():
-            return 404, _failure("Unknown resources requested!")
-        record_id = int(segments[1])
-        record = self.store[resource].get(record_id)
-        if record is None:
-            return 404, _failure(f"{resource[:-1].capitalize()} not found")
-        if action == "get":
-            return 200, _success(record)
-        if action == "delete":
-            del self.store[resource][record_id]
-            return 200, _success(None, "Deleted successfully")
-        changes = await _read_body(request)
-        errors = self._validate(resource, changes, partial=True)
-        if errors:
-            return 400, _failure("Validation failed", errors)
-        record.update(_typed(changes))
-        record.update(id=record_id, updated_at=self._stamp())
-        return 200, _success(record, "Updated successfully")
-
-    def _validate(
-        self, resource: str, data: Mapping[str, object], *, partial: bool = False
-    ) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        if not partial:
-            for name in _REQUIRED[resource]:
-                if data.get(name) in (None, ""):
-                    errors[name] = f"{name.replace('_', ' ').capitalize()} is required"
-        email = data.get("email")
-        if email not in (None, "") and not (isinstance(email, str) and _EMAIL.match(email)):
-            errors["email"] = "Invalid email format"
-        for name in ("customer_id", "supplier_id"):
-            target = "customers" if name == "customer_id" else "suppliers"
-            value = data.get(name)
-            if value not in (None, "") and _as_int(value) not in self.store[target]:
-                errors[name] = f"{target[:-1].capitalize()} not found"
-        try:
-            _typed(data)
-        except (InvalidOperation, TypeError, ValueError):
-            errors["amount"] = "Invalid amount"
-        return errors
-
-    def _create(
-        self, log: LoggedRequest, resource: str, data: Mapping[str, object]
-    ) -> tuple[int, object]:
-        errors = self._validate(resource, data)
-        if errors:
-            return 400, _failure("Validation failed", errors)
-        record = self._insert(resource, data)
-        log.created = (*log.created, _as_int(record["id"]))
-        return 201, _success(record, "Created successfully")
-
-    def _insert(self, resource: str, data: Mapping[str, object]) -> dict[str, object]:
-        record_id = next(self._ids[resource])
-        record: dict[str, object] = {**_typed(data), "id": record_id}
-        items = record.get("items")
-        if isinstance(items, list) and "amount" not in data:
-            record["amount"] = sum(
-                (
-                    _money(i.get("amount", 0)) * _money(i.get("qty", 1))
-                    for i in items
-                    if isinstance(i, dict)
-                ),
-                Decimal("0.00"),
-            )
-        if resource == "invoices":
-            record.setdefault("invoice_number", f"INV-{record_id:05d}")
-            record.setdefault("status", "Unpaid")
-        record["created_at"] = record["updated_at"] = self._stamp()
-        self.store[resource][record_id] = record
-        return record
-
-    def _batch(
-        self, log: LoggedRequest, resource: str, body: Mapping[str, object]
-    ) -> tuple[int, object]:
-        records = body.get(resource)
-        if not isinstance(records, list):
-            return 400, _failure(
-                "Validation failed", {resource: f"a list of {resource} is required"}
-            )
-        if len(records) > self.batch_max:
-            return 400, _failure(f"At most {self.batch_max} records per batch")
-        results: list[object] = []
-        for index, record in enumerate(records):
-            errors = (
-                self._validate(resource, record)
-                if isinstance(record, dict)
-                else {"record": "must be an object"}
-            )
-            if errors:
-                results.append(
-                    {
-                        "index": index,
-                        "success": False,
-                        "message": "Validation failed",
-                        "errors": errors,
-                    }
-                )
-                continue
-            assert isinstance(record, dict)
-            stored = self._insert(resource, record)
-            log.created = (*log.created, _as_int(stored["id"]))
-            results.append({"index": index, "success": True, "id": stored["id"], "data": stored})
-        return 200, _success(results, f"{len(log.created)} of {len(records)} created")
-
-    def _list(self, resource: str, query: Mapping[str, str]) -> tuple[int, object]:
-        filters = {k: v for k, v in query.items() if k not in ("page", "limit", "search")}
-        needle = query.get("search", "").lower()
-        # Records are stored in id order, so the dict's order is the listing's order.
-        rows: Collection[dict[str, object]] = self.store[resource].values()
-        if filters or needle:
-            rows = [
-                r
-                for r in rows
-                if all(str(r.get(k, "")) == v for k, v in filters.items())
-                and (
-                    not needle or any(needle in v.lower() for v in r.values() if isinstance(v, str))
-                )
-            ]
-        if self.paging == "ignore":
-            return 200, list(rows)  # a bare array of everything, as shipped servers answer
-        try:
-            page = max(1, int(query.get("page", "1")))
-            size = min(self.max_page_size, max(1, int(query.get("limit", self.default_page_size))))
-        except ValueError:
-            return 400, _failure("Validation failed", {"page": "page and limit must be numbers"})
-        if self.paging == "stuck":
-            page = 1
-        chunk = list(itertools.islice(rows, (page - 1) * size, page * size))
-        body: dict[str, object] = _success(chunk)
-        if self.paging != "plain":
-            body["meta"] = {
-                "current_page": page,
-                "total_pages": max(1, math.ceil(len(rows) / size)),
-                "total_records": len(rows),
-            }
-        return 200, body
+        answer = self.routes.server_error(fault.status)
+        answer.headers = {**headers, **answer.headers}
+        return answer
 
 
-def _classify(log: LoggedRequest, method: str, segments: list[str]) -> None:
-    if segments[0] == "batch" and len(segments) == 2:
-        log.resource, log.action = segments[1], "batch"
-    elif len(segments) == 1:
-        log.resource = segments[0]
-        log.action = {"GET": "list", "POST": "create"}.get(method, "other")
-    else:
-        log.resource = segments[0]
-        log.action = {"GET": "get", "PUT": "update", "DELETE": "delete"}.get(method, "other")
+def _rate_limited() -> dict[str, object]:
+    return {"success": False, "errors": {}, "message": "Rate limit exceeded"}
 
 
-async def _read_body(request: web.Request) -> dict[str, object]:
-    raw = await request.read()
-    if not raw:
-        return {}
-    if request.content_type == "application/json":
-        value = _DECODER.decode(raw.decode("utf-8"))
-        return value if isinstance(value, dict) else {}
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-_DECODER = json.JSONDecoder(parse_float=Decimal)
-
-
-@functools.lru_cache(maxsize=4)
-def _http_date(second: int) -> str:
-    return formatdate(second, usegmt=True)
-
-
-def _typed(data: Mapping[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        if key in _MONEY and value not in (None, ""):
-            out[key] = _money(value)
-        elif key == "items" and isinstance(value, list):
-            out[key] = [_typed(i) if isinstance(i, dict) else i for i in value]
-        elif key.endswith("_id") and isinstance(value, str) and value.isdigit():
-            out[key] = int(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _money(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        raise TypeError(f"not an amount: {value!r}")
-    return Decimal(value)
-
-
-def _as_int(value: object) -> int:
-    return int(str(value)) if str(value).isdigit() else -1
-
-
-def _encode(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def _success(data: object, message: str = "") -> dict[str, object]:
-    return {"success": True, "data": data, "message": message}
-
-
-def _failure(message: str, errors: Mapping[str, str] | None = None) -> dict[str, object]:
-    return {"success": False, "errors": dict(errors or {}), "message": message}
-
-
-__all__ = ["Fault", "FaultKind", "Faults", "LoggedRequest", "Paging", "SandboxServer"]
+__all__ = [
+    "RESOURCES",
+    "Fault",
+    "FaultKind",
+    "Faults",
+    "LoggedRequest",
+    "Paging",
+    "SandboxServer",
+    "Style",
+]

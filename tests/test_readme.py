@@ -1,0 +1,86 @@
+"""Every Python example in README.md runs, as written, against the sandbox.
+
+Each example is a whole program (or, when its first line names a ``test_*.py`` file, a
+whole test module). It runs in a subprocess with the README's placeholders swapped for
+a sandbox on loopback: ``https://your-domain.com`` becomes the sandbox's URL,
+``your-api-key-here`` its key, and ``redis://localhost:6379/0`` the tests' Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SandboxFactory
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+_HEADING = re.compile(r"^#+ (.*)$", re.M)
+
+
+def examples() -> list[tuple[str, str]]:
+    """(name, code) of each Python block, named after the heading above it."""
+    text = README.read_text(encoding="utf-8")
+    found = []
+    for number, match in enumerate(_BLOCK.finditer(text), start=1):
+        headings = _HEADING.findall(text, 0, match.start())
+        title = re.sub(r"\W+", "-", headings[-1].lower()).strip("-") if headings else "top"
+        found.append((f"{number}-{title}", match.group(1)))
+    return found
+
+
+EXAMPLES = examples()
+
+
+def test_the_readme_has_examples() -> None:
+    assert len(EXAMPLES) >= 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "code"), EXAMPLES, ids=[name for name, _ in EXAMPLES])
+async def test_readme_example_runs(
+    name: str,
+    code: str,
+    make_sandbox: SandboxFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    sandbox = await make_sandbox()
+    code = code.replace("https://your-domain.com", sandbox.base_url)
+    code = code.replace("your-api-key-here", sandbox.api_key)
+    if "redis://" in code:
+        redis_url: str = request.getfixturevalue("redis_url")
+        code = code.replace("redis://localhost:6379/0", redis_url)
+    first_line = code.splitlines()[0]
+    as_test = re.fullmatch(r"# (test_\w+\.py)", first_line)
+    script = tmp_path / (as_test.group(1) if as_test else "example.py")
+    script.write_text(code, encoding="utf-8")
+    env = {
+        **os.environ,
+        "CLOUDONEX_BASE_URL": sandbox.base_url,
+        "CLOUDONEX_API_KEY": sandbox.api_key,
+        "PYTHONWARNINGS": "error",
+    }
+    # A test module runs as a user's would: pytest-asyncio in auto mode, as README says.
+    pytest_args = [
+        *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"),
+        *("-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"),
+        *("--rootdir", str(tmp_path)),
+    ]
+    command = (
+        [sys.executable, *pytest_args, str(script)] if as_test else [sys.executable, str(script)]
+    )
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, f"README example {name} failed:\n{output.decode()}"
