@@ -10,14 +10,16 @@
 
 import importlib.metadata as _metadata
 
-from ._bulk import BulkProgress, BulkResult, Outcome
 from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
+from ._events import Event, EventKind
+from ._outcomes import BulkProgress, BulkResult, Outcome
 from ._pagination import Page, Paginator
 from ._profile import ServerProfile
-from ._protocol import JSONValue, RateLimitInfo, RetryPolicy
-from ._ratelimit import RateLimitStatus
+from ._protocol import Envelope, JSONValue, RateLimitInfo, RawResponse, Request, RetryPolicy
+from ._ratelimit import Grant, RateLimitStatus
+from ._transport import AiohttpTransport, Transport
 from .errors import (
     APIError,
     AuthenticationError,
@@ -66,6 +68,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 __all__ = [
     "UNSET",
     "APIError",
+    "AiohttpTransport",
     "AuthenticationError",
     "BulkError",
     "BulkProgress",
@@ -77,7 +80,11 @@ __all__ = [
     "ConfigurationError",
     "CreatedWithoutIdError",
     "Customer",
+    "Envelope",
+    "Event",
+    "EventKind",
     "FinancialReport",
+    "Grant",
     "Invoice",
     "InvoiceItem",
     "JSONValue",
@@ -98,7 +105,9 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RateLimitStatus",
+    "RawResponse",
     "RedisLimiter",
+    "Request",
     "RequestTimeoutError",
     "ResponseParseError",
     "RetryPolicy",
@@ -110,6 +119,7 @@ __all__ = [
     "SystemClock",
     "Ticket",
     "Transaction",
+    "Transport",
     "TransportError",
     "UnsupportedError",
     "User",

@@ -3,11 +3,17 @@
 A job streams its input (never loading it whole), groups records into units (a batch
 request, or one record each), and runs ``concurrency`` workers over the units. Each
 record ends with exactly one :class:`Outcome`: done (``created``, ``updated`` or
-``deleted``), ``failed`` (the server certainly did not act: a 4xx, or never sent) or
-``unknown`` (the request may have been processed).
+``deleted``), ``failed`` (the server certainly did not act: a 4xx, an unsupported call,
+or a request that never left) or ``unknown`` (the request may have been processed).
 
-With ``journal=PATH`` every record's state is appended and fsync'd (``sent`` before the
-request leaves), so a rerun after a crash skips what is done, and never sends again
+A job does not know resources or the client: it drives an :class:`Operation` (the
+resource's create, update or delete, written in :mod:`cloudonex_async.resources`) and
+reads the budget through a :class:`BudgetView`. Every send goes through an ``on_send``
+callback that the client awaits once the attempt holds its budget token and
+concurrency slot and just before the request leaves: that is where the journal writes
+``sent`` (fsync'd), and where a stopping job refuses to send.
+
+With ``journal=PATH``, a rerun after a crash skips what is done and never sends again
 what may already exist: such records go to the ``reconcile=`` hook, which looks them
 up. Only a record the hook says does not exist is sent again.
 """
@@ -19,16 +25,15 @@ import contextlib
 import hashlib
 import json
 import math
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 
-from ._hooks import BEFORE_SEND
+from ._clock import Clock
 from ._journal import Journal, JournalEntry
-from ._protocol import JSONValue, created_id
-from ._ratelimit import RateLimitStatus, reserve_size
+from ._outcomes import DONE, BulkProgress, Outcome, Status
+from ._ratelimit import RateLimitStatus
 from .errors import (
     APIError,
     CloudOnexError,
@@ -38,95 +43,19 @@ from .errors import (
     OutcomeUnknownError,
     TransportError,
     UnsupportedError,
-    ValidationError,
 )
 from .models import Model
-
-if TYPE_CHECKING:
-    from .resources._base import Resource
 
 M = TypeVar("M", bound=Model)
 R = TypeVar("R")
 
-Status = Literal["created", "updated", "deleted", "failed", "unknown"]
-DONE: frozenset[str] = frozenset({"created", "updated", "deleted"})
 DEFAULT_BULK_CONCURRENCY = 8
 DEFAULT_BATCH_SIZE = 100
 
-
-@attrs.frozen
-class Outcome(Generic[M]):
-    """How one input record ended.
-
-    Attributes:
-        index: its position in the input. key: the caller's key for it (``key=``).
-        status: ``created``/``updated``/``deleted``, ``failed`` or ``unknown``.
-        model: the record as the server returned it (or as ``reconcile`` found it).
-        record_id: its id, when known. error: why it failed or is unknown.
-        resumed: the outcome comes from the journal of an earlier run.
-    """
-
-    index: int
-    status: Status
-    key: str | None = None
-    model: M | None = None
-    record_id: int | None = None
-    error: CloudOnexError | None = attrs.field(default=None, eq=False)
-    resumed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether the record was created, updated or deleted."""
-        return self.status in DONE
-
-
-@attrs.frozen(kw_only=True)
-class BulkProgress:
-    """Where a job stands; passed to ``on_progress`` after every unit of work.
-
-    ``eta_seconds`` accounts for the budget: records that do not fit in what is left
-    of this window wait for the next ones.
-    """
-
-    done: int
-    total: int | None
-    succeeded: int
-    failed: int
-    unknown: int
-    eta_seconds: float | None
-
-
-@attrs.define
-class BulkResult(Generic[M]):
-    """Exactly one outcome per input record, in input order."""
-
-    outcomes: list[Outcome[M]]
-
-    @property
-    def succeeded(self) -> list[Outcome[M]]:
-        """The records created, updated or deleted."""
-        return [o for o in self.outcomes if o.ok]
-
-    @property
-    def failed(self) -> list[Outcome[M]]:
-        """The records the server certainly did not act on."""
-        return [o for o in self.outcomes if o.status == "failed"]
-
-    @property
-    def unknown(self) -> list[Outcome[M]]:
-        """The records that may or may not have been processed."""
-        return [o for o in self.outcomes if o.status == "unknown"]
-
-    def summary(self) -> str:
-        """One line: how many records ended which way."""
-        return (
-            f"{len(self.outcomes)} records: {len(self.succeeded)} succeeded, "
-            f"{len(self.failed)} failed, {len(self.unknown)} unknown"
-        )
-
-
-class _Stopped(Exception):
-    """The job is stopping: this request must not be sent."""
+OnSend = Callable[[], Awaitable[None]]
+KeyFunction = Callable[[object], object]
+Reconcile = Callable[[object], Awaitable["Model | None"]]
+ProgressHook = Callable[[BulkProgress], object]
 
 
 @attrs.frozen
@@ -141,26 +70,84 @@ class Item:
     source: object
 
 
+class Operation(Protocol[M]):
+    """What a job does to each record: a resource's create, update or delete.
+
+    Attributes:
+        name: ``"create"``, ``"update"`` or ``"delete"`` (also the journal's job name).
+        path: the resource's path, for the journal. idempotent: whether a record left
+            ``unknown`` may be sent again without a lookup.
+    """
+
+    name: str
+    path: str
+    idempotent: bool
+
+    def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
+        """Turn one input value into an Item (raises ConfigurationError if it cannot)."""
+
+    async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
+        """Send one record; errors become outcomes."""
+
+    async def batch(self, items: Sequence[Item], on_send: OnSend) -> list[Outcome[M]] | None:
+        """Send many records in one request, or return None if the server cannot."""
+
+    def resumed(self, item: Item, record_id: int | None) -> M | None:
+        """The model of a record an earlier run finished, from what the journal knows."""
+
+    def found(self, item: Item, record: object) -> M:
+        """The model of a record the ``reconcile`` hook found."""
+
+
+class BudgetView(Protocol):
+    """What a job reads of the client: the budget (for the ETA) and the clock."""
+
+    @property
+    def rate_limit(self) -> RateLimitStatus:
+        """The budget as last seen."""
+
+    clock: Clock
+
+
 def digest(payload: object) -> str:
     """A stable fingerprint of a record, to match a rerun's input to the journal."""
     text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def estimate_eta(
-    requests_left: int,
-    status: RateLimitStatus,
-    *,
-    now: float,
-    period: float,
-    rate: float | None,
-    reserve: int,
-) -> float:
-    """Seconds until ``requests_left`` more requests are done, under the budget.
+def failure_outcome(item: Item, error: CloudOnexError, operation: str) -> Outcome[M]:
+    """The outcome of a record whose request raised ``error``."""
+    status: Status
+    if isinstance(error, CreatedWithoutIdError):
+        # Created for certain, but the server did not name it: never send it again.
+        return Outcome(item.index, "created", item.key, error=error)
+    if isinstance(error, NotFoundError) and operation == "delete":
+        # Deleting what is already gone leaves the state asked for.
+        return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
+    if isinstance(error, (UnsupportedError, ConfigurationError)):
+        # Not offered, ignored, or not the API at all (an HTML 404): nothing was done.
+        status = "failed"
+    elif isinstance(error, OutcomeUnknownError):
+        status = "unknown"
+    elif isinstance(error, TransportError):
+        status = "unknown" if error.request_sent else "failed"
+    elif isinstance(error, APIError):
+        status = "unknown" if error.status >= 500 else "failed"
+    else:
+        status = "unknown"
+    return Outcome(item.index, status, item.key, record_id=item.record_id, error=error)
 
-    ``rate`` is the job's observed requests per second (None before the first one);
-    ``reserve`` is what each window of ``period`` seconds keeps back from bulk work.
+
+def estimate_eta(
+    requests_left: int, status: RateLimitStatus, *, now: float, rate: float | None
+) -> float:
+    """Seconds until ``requests_left`` more bulk requests are done, under the budget.
+
+    ``rate`` is the job's observed requests per second (None before the first one).
+    The window's length and the reserve bulk work leaves come from ``status``: the
+    server's window once it has announced one.
     """
+    reserve, period = status.reserve, status.window_seconds
     fits_now = max(0, status.remaining - reserve)
     per_window = max(1, status.limit - reserve)
     pace = requests_left / rate if rate else 0.0
@@ -169,218 +156,13 @@ def estimate_eta(
     to_reset = max(0.0, status.reset_at.timestamp() - now)
     later = requests_left - fits_now
     windows = math.ceil(later / per_window) - 1
-    return to_reset + windows * period + (later - windows * per_window) / (rate or math.inf)
+    # The last window's share goes at the observed pace, if it is slower than the budget.
+    last = later - windows * per_window
+    return to_reset + windows * period + min(period, last / rate if rate else 0.0)
 
 
-class Operation(Generic[M]):
-    """What one bulk job does to a record; subclasses for create, update, delete."""
-
-    name: str
-    done: Status
-    #: whether a record left ``unknown`` may be sent again without a lookup
-    idempotent: bool
-
-    def __init__(self, resource: Resource[M]) -> None:
-        self.resource = resource
-
-    def item(self, index: int, record: object, key: Callable[[object], object] | None) -> Item:
-        """Turn one input value into an Item."""
-        raise NotImplementedError
-
-    async def one(self, item: Item) -> Outcome[M]:
-        """Send one record; errors become outcomes."""
-        raise NotImplementedError
-
-    async def batch(self, items: Sequence[Item]) -> list[Outcome[M]] | None:
-        """Send many records in one request, or return None if the server cannot."""
-        return None
-
-    def _key(self, record: object, key: Callable[[object], object] | None) -> str | None:
-        return None if key is None else str(key(record))
-
-    def _failure(self, item: Item, error: CloudOnexError) -> Outcome[M]:
-        """The outcome of a request that raised."""
-        status: Status
-        if isinstance(error, CreatedWithoutIdError):
-            # Created for certain, but the server did not name it: never send it again.
-            return Outcome(item.index, "created", item.key, record_id=None, error=error)
-        if isinstance(error, (UnsupportedError, ConfigurationError)):
-            # Not offered, ignored, or not the API at all (an HTML 404): nothing was done.
-            return Outcome(item.index, "failed", item.key, record_id=item.record_id, error=error)
-        if isinstance(error, OutcomeUnknownError):
-            status = "unknown"
-        elif isinstance(error, TransportError):
-            status = "unknown" if error.request_sent else "failed"
-        elif isinstance(error, APIError) and error.status >= 500:
-            status = "unknown"
-        elif isinstance(error, NotFoundError) and self.name == "delete":
-            # Deleting what is already gone leaves the state asked for.
-            return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
-        elif isinstance(error, APIError):
-            status = "failed"
-        else:
-            status = "unknown"
-        return Outcome(item.index, status, item.key, record_id=item.record_id, error=error)
-
-
-class CreateOperation(Operation[M]):
-    """``bulk_create``: POST each record, or ``batch/<resource>`` chunks where offered."""
-
-    name = "create"
-    done: Status = "created"
-    idempotent = False
-
-    def item(self, index: int, record: object, key: Callable[[object], object] | None) -> Item:
-        payload = self.resource._payload(record)  # type: ignore[arg-type]
-        return Item(index, self._key(record, key), digest(payload), payload, None, record)
-
-    async def one(self, item: Item) -> Outcome[M]:
-        try:
-            # No read-back on shipped servers: it would double the job's cost.
-            model = await self.resource._create(item.payload, priority="bulk", read_back=False)
-        except CloudOnexError as error:
-            return self._failure(item, error)
-        return Outcome(item.index, "created", item.key, model, model.id)
-
-    def __init__(self, resource: Resource[M]) -> None:
-        super().__init__(resource)
-        self._probe = asyncio.Lock()
-
-    async def batch(self, items: Sequence[Item]) -> list[Outcome[M]] | None:
-        if (await self.resource._client.server_profile()).batch is False:
-            return None
-        support = self.resource._client._batch_support
-        if support.get(self.resource.path) is None:
-            # Until one answer shows whether the server has the batch path, ask once.
-            async with self._probe:
-                if support.get(self.resource.path) is None:
-                    return await self._send_batch(items)
-        if support[self.resource.path] is False:
-            return None
-        return await self._send_batch(items)
-
-    async def _send_batch(self, items: Sequence[Item]) -> list[Outcome[M]] | None:
-        resource = self.resource
-        client = resource._client
-        body = {resource.path: [item.payload for item in items]}
-        try:
-            envelope = await client._call(
-                "POST", f"batch/{resource.path}", body=body, priority="bulk"
-            )
-        except UnsupportedError:
-            client._batch_support[resource.path] = False
-            return None
-        except APIError as error:
-            if error.status in (404, 405):
-                client._batch_support[resource.path] = False
-                return None
-            if isinstance(error, ValidationError) and not error.errors:
-                return None  # the batch as a whole was refused (size?): go one by one
-            return [self._failure(item, error) for item in items]
-        except CloudOnexError as error:
-            return [self._failure(item, error) for item in items]
-        client._batch_support[resource.path] = True
-        return self._match(items, envelope.data)
-
-    def _match(self, items: Sequence[Item], data: JSONValue) -> list[Outcome[M]]:
-        """Pair the batch answer with its records, by ``index`` or by position.
-
-        Anything that cannot be paired is ``unknown``: it may have been created.
-        """
-        entries = data if isinstance(data, list) else []
-        by_index: dict[int, JSONValue] = {}
-        if all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in entries):
-            by_index = {e["index"]: e for e in entries if isinstance(e, dict)}  # type: ignore[misc]
-        elif len(entries) == len(items):
-            by_index = dict(enumerate(entries))
-        outcomes = []
-        for position, item in enumerate(items):
-            entry = by_index.get(position)
-            outcomes.append(self._entry_outcome(item, entry))
-        return outcomes
-
-    def _entry_outcome(self, item: Item, entry: JSONValue) -> Outcome[M]:
-        unmatched = OutcomeUnknownError(
-            f"the batch answer for record {item.index} could not be read; look it up "
-            "before sending it again"
-        )
-        if not isinstance(entry, dict):
-            return Outcome(item.index, "unknown", item.key, error=unmatched)
-        if entry.get("success") is False or entry.get("error") is True:
-            errors = entry.get("errors")
-            fields = {str(k): str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
-            message = str(entry.get("message") or "rejected")
-            error = ValidationError(message, status=400, errors=fields)
-            return Outcome(item.index, "failed", item.key, error=error)
-        record = entry.get("data")
-        new_id = created_id(record) if isinstance(record, dict) else None
-        new_id = new_id if new_id is not None else created_id(entry)
-        if new_id is None:
-            return Outcome(item.index, "unknown", item.key, error=unmatched)
-        returned = record if isinstance(record, dict) else {}
-        model = self.resource._to_model({**item.payload, **returned, "id": new_id})
-        return Outcome(item.index, "created", item.key, model, new_id)
-
-
-class UpdateOperation(Operation[M]):
-    """``bulk_update``: PUT each (id, changes) pair; idempotent, so retried."""
-
-    name = "update"
-    done: Status = "updated"
-    idempotent = True
-
-    def item(self, index: int, record: object, key: Callable[[object], object] | None) -> Item:
-        if isinstance(record, Model):
-            record_id, changes = record.id, record
-        elif isinstance(record, tuple) and len(record) == 2:
-            record_id, changes = record
-        else:
-            raise ConfigurationError(
-                "bulk_update takes (id, changes) pairs or models with an id, "
-                f"got {type(record).__name__} at index {index}"
-            )
-        if record_id is None:
-            raise ConfigurationError(f"the record at index {index} has no id to update")
-        payload = self.resource._payload(changes)
-        rid = int(str(record_id))
-        return Item(index, self._key(record, key), digest([rid, payload]), payload, rid, record)
-
-    async def one(self, item: Item) -> Outcome[M]:
-        assert item.record_id is not None
-        try:
-            model = await self.resource._update(
-                item.record_id, item.payload, priority="bulk", read_back=False
-            )
-        except CloudOnexError as error:
-            return self._failure(item, error)
-        return Outcome(item.index, "updated", item.key, model, item.record_id)
-
-
-class DeleteOperation(Operation[M]):
-    """``bulk_delete``: DELETE each id; idempotent, and deleting what is gone succeeds."""
-
-    name = "delete"
-    done: Status = "deleted"
-    idempotent = True
-
-    def item(self, index: int, record: object, key: Callable[[object], object] | None) -> Item:
-        record_id = record.id if isinstance(record, Model) else record
-        if isinstance(record_id, bool) or not isinstance(record_id, (int, str)):
-            raise ConfigurationError(f"bulk_delete takes ids or models, got {record!r}")
-        rid = int(str(record_id))
-        return Item(index, self._key(record, key), digest(rid), {}, rid, record)
-
-    async def one(self, item: Item) -> Outcome[M]:
-        assert item.record_id is not None
-        try:
-            await self.resource.delete(item.record_id, priority="bulk")
-        except CloudOnexError as error:
-            return self._failure(item, error)
-        return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
-
-
-Reconcile = Callable[[object], Awaitable["Model | None"]]
-ProgressHook = Callable[[BulkProgress], object]
+class _Stopped(Exception):
+    """The job is stopping: this request must not be sent."""
 
 
 class BulkJob(Generic[M]):
@@ -391,7 +173,8 @@ class BulkJob(Generic[M]):
         operation: Operation[M],
         records: Iterable[object] | AsyncIterable[object],
         *,
-        key: Callable[[object], object] | None = None,
+        budget: BudgetView,
+        key: KeyFunction | None = None,
         concurrency: int = DEFAULT_BULK_CONCURRENCY,
         batch_size: int | None = None,
         journal: str | None = None,
@@ -404,11 +187,12 @@ class BulkJob(Generic[M]):
             raise ConfigurationError("concurrency and batch_size must be >= 1")
         self.operation = operation
         self.records = records
+        self.budget = budget
         self.key = key
         self.concurrency = concurrency
         self.batch_size = batch_size if operation.name == "create" else None
         self.journal = (
-            Journal(journal, operation=operation.name, resource=operation.resource.path)
+            Journal(journal, operation=operation.name, resource=operation.path)
             if journal is not None
             else None
         )
@@ -420,7 +204,7 @@ class BulkJob(Generic[M]):
         self.total = total
         self._counts = {"succeeded": 0, "failed": 0, "unknown": 0}
         self._requests = 0
-        self._started = time.monotonic()
+        self._started = budget.clock.time()
         # Bounded: a slow consumer holds the job back instead of outcomes piling up.
         self._outcomes: asyncio.Queue[Outcome[M] | None] = asyncio.Queue(
             maxsize=concurrency * (self.batch_size or 1) * 2
@@ -497,18 +281,10 @@ class BulkJob(Generic[M]):
                 "changed since the last run; use a new journal for new input"
             )
         if entry.state in DONE:
-            model = None
-            if self.operation.name != "delete" and entry.record_id is not None:
-                model = self.operation.resource._to_model({**item.payload, "id": entry.record_id})
+            model = self.operation.resumed(item, entry.record_id)
+            state: Status = entry.state  # type: ignore[assignment]
             await self._emit(
-                Outcome(
-                    item.index,
-                    entry.state,  # type: ignore[arg-type]
-                    item.key,
-                    model,
-                    entry.record_id,
-                    resumed=True,
-                )
+                Outcome(item.index, state, item.key, model, entry.record_id, resumed=True)
             )
             return True
         if entry.state == "failed" and not self.retry_failed:
@@ -528,21 +304,21 @@ class BulkJob(Generic[M]):
                 continue  # keep draining, so the feeder is never stuck
             self._not_sent.add(task)
             try:
-                await self._send(unit)
+                await self._send(unit, task)
             except (_Stopped, asyncio.CancelledError):
                 if not self._stopping:
                     raise
             finally:
                 self._not_sent.discard(task)
 
-    async def _send(self, unit: list[Item]) -> None:
+    async def _send(self, unit: list[Item], task: asyncio.Task[object]) -> None:
         outcomes = None
         if len(unit) > 1:
-            outcomes = await self._with_hook(unit, self.operation.batch(unit))
+            outcomes = await self.operation.batch(unit, self._on_send(unit, task))
         if outcomes is None:
             outcomes = []
             for item in unit:  # one by one (the batch path is missing, or a unit of one)
-                outcomes.append(await self._with_hook([item], self.operation.one(item)))
+                outcomes.append(await self.operation.one(item, self._on_send([item], task)))
         by_index = {item.index: item for item in unit}
         await self._journal_outcomes(outcomes, by_index)
         for outcome in outcomes:
@@ -551,11 +327,10 @@ class BulkJob(Generic[M]):
             else:
                 await self._emit(outcome)
 
-    async def _with_hook(self, items: list[Item], call: Awaitable[R]) -> R:
-        """Run ``call`` with the journal's "sent" written just before the request leaves."""
-        task = asyncio.current_task()
+    def _on_send(self, items: Sequence[Item], task: asyncio.Task[object] | None) -> OnSend:
+        """The callback awaited just before each attempt for ``items`` leaves."""
 
-        async def before_send() -> None:
+        async def on_send() -> None:
             if self._stopping:
                 raise _Stopped
             if task is not None:  # from here on, the request goes out: let it finish
@@ -563,11 +338,7 @@ class BulkJob(Generic[M]):
             self._requests += 1
             await self._journal(items, "sent")
 
-        token = BEFORE_SEND.set(before_send)
-        try:
-            return await call
-        finally:
-            BEFORE_SEND.reset(token)
+        return on_send
 
     def stop(self) -> None:
         """Send nothing more: callers still waiting for the budget give up now."""
@@ -577,7 +348,6 @@ class BulkJob(Generic[M]):
 
     async def _resolve(self, items: list[Item]) -> None:
         """Look up records that may exist; send the ones the hook says do not."""
-        assert self.operation.name == "create"
         for item in items:
             try:
                 found = await self.reconcile(item.source) if self.reconcile else None
@@ -585,14 +355,10 @@ class BulkJob(Generic[M]):
                 await self._emit(Outcome(item.index, "unknown", item.key, error=error))
                 continue
             if found is None and self.reconcile is not None:
-                outcome = await self._with_hook([item], self.operation.one(item))
+                outcome = await self.operation.one(item, self._on_send([item], None))
                 await self._journal_outcomes([outcome], {item.index: item})
             elif found is not None:
-                model = (
-                    found
-                    if isinstance(found, self.operation.resource.model)
-                    else (self.operation.resource._to_model(found))
-                )
+                model = self.operation.found(item, found)
                 outcome = Outcome(item.index, "created", item.key, model, model.id)
                 await self._journal_outcomes([outcome], {item.index: item})
             else:
@@ -644,24 +410,20 @@ class BulkJob(Generic[M]):
     def _progress(self) -> BulkProgress:
         done = sum(self._counts.values())
         eta = None
+        status = self.budget.rate_limit
         if self.total is not None:
-            client = self.operation.resource._client
             left = max(0, self.total - done)
-            per_request = self.batch_size or 1
-            elapsed = time.monotonic() - self._started
+            now = self.budget.clock.time()
+            elapsed = now - self._started
             rate = self._requests / elapsed if self._requests and elapsed > 0 else None
-            limiter = client.limiter
-            status = client.rate_limit
-            reserve = reserve_size(status.limit, limiter.bulk_reserve)
-            eta = estimate_eta(
-                math.ceil(left / per_request),
-                status,
-                now=limiter.clock.time(),
-                period=limiter.rate_period,
-                rate=rate,
-                reserve=reserve,
-            )
-        return BulkProgress(done=done, total=self.total, eta_seconds=eta, **self._counts)
+            eta = estimate_eta(math.ceil(left / (self.batch_size or 1)), status, now=now, rate=rate)
+        return BulkProgress(
+            done=done,
+            total=self.total,
+            eta_seconds=eta,
+            budget_remaining=status.remaining,
+            **self._counts,
+        )
 
 
 async def _aiter(records: Iterable[R] | AsyncIterable[R]) -> AsyncIterator[R]:

@@ -1,9 +1,10 @@
 """Client: the session manager every call goes through.
 
-One request path: build (``_protocol``), wait for the budget (the limiter) and a
-concurrency slot, send (``_transport``), read the budget headers, parse, and decide
-on a retry (``_protocol`` again). Resources, listings and bulk jobs are all built on
-:meth:`Client.request` / :meth:`Client._call`.
+One request path, in :meth:`Client._send`, read top to bottom: the request is built
+(``_protocol``); the limiter hands out a grant (a budget token and a concurrency slot);
+the request goes through the transport; the answer is parsed once, with the time it
+arrived; and the parse decides: return, retry, or raise. Resources, listings and bulk
+jobs are all built on :meth:`Client.call`.
 """
 
 from __future__ import annotations
@@ -15,23 +16,26 @@ import random
 import ssl as _ssl
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-import aiohttp
+import attrs
 
+from ._budget import Pacing, Priority
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TIMEOUT,
     UNSET,
+    BudgetSettings,
     ClientConfig,
+    EventHook,
     _Unset,
+    check_max_wait,
     make_config,
 )
-from ._hooks import BEFORE_SEND
+from ._events import Event, EventKind
 from ._profile import (
     AuthMode,
     BodyEncoding,
@@ -45,7 +49,7 @@ from ._protocol import (
     PROBE_PATH,
     Envelope,
     JSONValue,
-    RateLimitInfo,
+    Parsed,
     RawResponse,
     Request,
     RetryPolicy,
@@ -54,19 +58,9 @@ from ._protocol import (
     outcome_unknown,
     parse_response,
     retry_decision,
-    session_headers,
 )
-from ._ratelimit import (
-    DEFAULT_BULK_RESERVE,
-    DEFAULT_RATE_LIMIT,
-    DEFAULT_RATE_PERIOD,
-    BaseLimiter,
-    LocalLimiter,
-    Pacing,
-    Priority,
-    RateLimitStatus,
-)
-from ._transport import Transport
+from ._ratelimit import BaseLimiter, LocalLimiter, RateLimitStatus, Slots, WaitPhase
+from ._transport import AiohttpTransport, ClientSession, Transport
 from .errors import CloudOnexError, ConfigurationError, RateLimitError, TransportError
 from .resources import (
     Customers,
@@ -86,6 +80,8 @@ from .resources import (
 
 logger = logging.getLogger("cloudonex_async")
 T = TypeVar("T")
+Parse = Callable[[RawResponse, float], Parsed[T]]
+OnSend = Callable[[], Awaitable[None]]
 
 # One limiter per (site, key) and event loop, shared by every Client of that key that
 # was not given its own. Futures bind to a loop, hence the per-loop table.
@@ -107,9 +103,8 @@ class Client:
     Args:
         base_url: the site root or the full ``.../api/v2/`` URL (env ``CLOUDONEX_BASE_URL``).
         api_key: the key from Settings → API Access (env ``CLOUDONEX_API_KEY``).
-        auth: ``"bearer"`` sends ``Authorization: Bearer KEY``; ``"query"`` uses the
-            documented ``/?api_key=KEY&ng=api/v2/...`` route, for hosts whose web server
-            strips the Authorization header.
+        auth: ``"bearer"`` sends ``Authorization: Bearer KEY``; ``"query"`` sends
+            ``?api_key=KEY``, for hosts whose web server strips the Authorization header.
         profile: ``"documented"`` (the vendor page's API), ``"shipped"`` (what deployed
             CloudOnex 4.x code really does: form bodies, ``?ng=`` routes, singular item
             paths, no paging) or ``"auto"`` (ask the server once, through ``?ng=``, and
@@ -119,18 +114,31 @@ class Client:
             hosts without URL rewriting); overrides the profile.
         item_paths: ``"plural"`` (``customers/7``) or ``"singular"`` (``customer/7``);
             overrides the profile.
-        timeout: seconds for a whole request; connect_timeout: seconds to connect.
+        timeout: seconds for a whole request; connect_timeout: seconds to get a
+            connection (at most ``timeout``; default 10 s, or ``timeout`` if shorter).
+            A request that got no connection never left: it is safe to send again,
+            POSTs included.
         max_concurrency: requests in flight at once from this client.
         limiter: the budget to spend; default: the one shared by every Client of this
-            base URL and key in the process, built from rate_limit, rate_period,
-            pacing and bulk_reserve.
+            base URL and key in the process (and event loop).
+        rate_limit, rate_period: the budget until the server announces its own window
+            (default 1000 per 3600 s). pacing: ``"burst"`` or ``"smooth"``.
+            bulk_reserve: the share of each window bulk work leaves to interactive calls.
+            Given explicitly, they must match the limiter's (``limiter=``, or the shared
+            one of the key): a mismatch is a ConfigurationError, never ignored.
         max_wait: seconds a call may wait for the budget before raising RateLimitError
             (None: wait until Reset).
         retry: the retry policy for transient failures.
         session: an ``aiohttp.ClientSession`` to borrow (not closed by the client).
+        transport: any object with ``async send(request) -> RawResponse`` to send
+            requests instead of aiohttp (for example ``testing.MockTransport``).
         ssl: passed to aiohttp (an SSLContext, or False to disable verification).
         allow_insecure_http: permit ``http://`` to a non-loopback host.
-        clock: the time source for waits and backoff (inject a fake one in tests).
+        clock: the time source for waits and backoff (inject a fake one in tests); it
+            must be the limiter's.
+        user_agent: the User-Agent header.
+        event_hooks: callables called with an :class:`Event` at each step of each call
+            (sent, answered, retried, waiting for the budget, rate limited).
     """
 
     def __init__(
@@ -144,21 +152,33 @@ class Client:
         route_style: RouteStyle | None = None,
         item_paths: ItemPaths | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         limiter: BaseLimiter | None = None,
-        rate_limit: int = DEFAULT_RATE_LIMIT,
-        rate_period: float = DEFAULT_RATE_PERIOD,
-        pacing: Pacing = "burst",
-        bulk_reserve: float = DEFAULT_BULK_RESERVE,
+        rate_limit: int | _Unset = UNSET,
+        rate_period: float | _Unset = UNSET,
+        pacing: Pacing | _Unset = UNSET,
+        bulk_reserve: float | _Unset = UNSET,
         max_wait: float | None = None,
         retry: RetryPolicy | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: ClientSession | None = None,
+        transport: Transport | None = None,
         ssl: _ssl.SSLContext | bool | None = None,
         allow_insecure_http: bool = False,
         clock: Clock | None = None,
         user_agent: str = "cloudonex-async",
+        event_hooks: Sequence[EventHook] = (),
     ) -> None:
+        asked = {
+            name: value
+            for name, value in (
+                ("rate_limit", rate_limit),
+                ("rate_period", rate_period),
+                ("pacing", pacing),
+                ("bulk_reserve", bulk_reserve),
+            )
+            if value is not UNSET
+        }
         self._config: ClientConfig = make_config(
             base_url=base_url,
             api_key=api_key,
@@ -172,40 +192,43 @@ class Client:
             max_concurrency=max_concurrency,
             max_wait=max_wait,
             retry=retry,
-            rate_limit=rate_limit,
-            rate_period=rate_period,
-            pacing=pacing,
-            bulk_reserve=bulk_reserve,
+            budget=BudgetSettings(**asked),  # type: ignore[arg-type]
             ssl=ssl,
             allow_insecure_http=allow_insecure_http,
             user_agent=user_agent,
+            event_hooks=event_hooks,
         )
-        self._transport = Transport(
-            api_key=self._config.api_key,
-            headers=session_headers(
-                api_key=self._config.api_key,
-                auth=self._config.auth,
-                user_agent=self._config.user_agent,
-            ),
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_concurrency,
-            ssl=ssl,
-            session=session,
+        self._asked_budget = frozenset(asked)
+        self._asked_clock = clock
+        if transport is not None and session is not None:
+            raise ConfigurationError("pass either transport= or session=, not both")
+        if limiter is not None and not isinstance(limiter, BaseLimiter):
+            raise ConfigurationError(
+                f"limiter must be a LocalLimiter or RedisLimiter, not {type(limiter).__name__}"
+            )
+        self._transport: Transport = transport or AiohttpTransport.from_config(
+            self._config, session
         )
-        self._limiter = limiter
-        self._clock = clock or (limiter.clock if limiter is not None else SYSTEM_CLOCK)
-        # An owned session's connector already holds requests to max_concurrency
-        # connections; a borrowed session's may allow more, so those pass a semaphore.
-        self._slots = asyncio.Semaphore(max_concurrency) if session is not None else None
+        self._owns_transport = transport is None
+        self._slots = Slots(self._config.max_concurrency)
+        self._limiter: BaseLimiter | None = None
+        self.clock: Clock = clock or (limiter.clock if limiter is not None else SYSTEM_CLOCK)
+        """The time source of this client's waits and backoff (the limiter's)."""
+        if limiter is not None:
+            self._adopt(limiter, shared=False)
+        else:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop yet: the shared limiter is looked up at the first call
+            else:
+                self._bind_limiter()
         self._rng = random.Random()
         self._closed = False
         self._profile: ServerProfile | None = (
             None if profile == "auto" else self._config.server_profile(profile)
         )
         self._probe_lock: asyncio.Lock | None = None
-        # Per resource: whether the server has POST batch/<resource> (None: not known yet).
-        self._batch_support: dict[str, bool] = {}
         self.customers = Customers(self)
         self.invoices = Invoices(self)
         self.transactions = Transactions(self)
@@ -235,13 +258,15 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the client: wake its callers waiting for the budget, close the session."""
+        """Close the client: wake its callers waiting for the budget, close the transport."""
         if self._closed:
             return
         self._closed = True
         if self._limiter is not None:
             self._limiter.cancel_waiters(self)
-        await self._transport.aclose()
+        aclose = getattr(self._transport, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     @property
     def closed(self) -> bool:
@@ -259,40 +284,75 @@ class Client:
 
     @property
     def config(self) -> ClientConfig:
-        """The settings this client was built with."""
+        """The settings this client runs with (the budget's are its limiter's)."""
         return self._config
 
     @property
     def limiter(self) -> BaseLimiter:
         """The budget this client spends (shared by all Clients of the key by default)."""
-        if self._limiter is None:
-            self._limiter = self._shared_limiter()
-        return self._limiter
-
-    def _shared_limiter(self) -> BaseLimiter:
-        table = _SHARED_LIMITERS.setdefault(asyncio.get_running_loop(), {})
-        digest = hashlib.sha256(self._config.api_key.encode()).hexdigest()
-        key = (self._config.site_root, digest)
-        if key not in table:
-            table[key] = LocalLimiter(
-                rate_limit=self._config.rate_limit,
-                rate_period=self._config.rate_period,
-                pacing=self._config.pacing,
-                bulk_reserve=self._config.bulk_reserve,
-                clock=self._clock,
-            )
-        return table[key]
+        return self._limiter or self._bind_limiter()
 
     @property
     def rate_limit(self) -> RateLimitStatus:
-        """The budget as last seen (limit, remaining, reset time) and the counters.
+        """The budget as last seen (limit, remaining, reset time, window) and the counters.
 
-        Read inside the running loop. With a RedisLimiter this is the view as of the
-        last request; ``await client.limiter.statistics()`` asks Redis.
+        Read inside the running loop. With a RedisLimiter this is the view as of this
+        process's last request; ``await client.limiter.statistics()`` asks Redis.
         """
         return self.limiter.statistics_nowait()
 
-    # -- requests ---------------------------------------------------------------------
+    def _bind_limiter(self) -> BaseLimiter:
+        """Find (or make) the shared limiter of this key on the running loop."""
+        table = _SHARED_LIMITERS.setdefault(asyncio.get_running_loop(), {})
+        digest = hashlib.sha256(self._config.api_key.encode()).hexdigest()
+        key = (self._config.site_root, digest)
+        limiter = table.get(key)
+        if limiter is None:
+            budget = self._config.budget
+            limiter = table[key] = LocalLimiter(
+                rate_limit=budget.rate_limit,
+                rate_period=budget.rate_period,
+                pacing=budget.pacing,
+                bulk_reserve=budget.bulk_reserve,
+                clock=self.clock,
+            )
+        self._adopt(limiter, shared=True)
+        return limiter
+
+    def _adopt(self, limiter: BaseLimiter, *, shared: bool) -> None:
+        """Spend ``limiter``'s budget, refusing settings that contradict it."""
+        mine = self._config.budget
+        theirs = BudgetSettings(
+            rate_limit=limiter.rate_limit,
+            rate_period=limiter.rate_period,
+            pacing=limiter.pacing,
+            bulk_reserve=limiter.bulk_reserve,
+        )
+        clash = [
+            f"{name}={getattr(mine, name)!r} (it has {getattr(theirs, name)!r})"
+            for name in sorted(self._asked_budget)
+            if getattr(mine, name) != getattr(theirs, name)
+        ]
+        if self._asked_clock is not None and self._asked_clock is not limiter.clock:
+            clash.append("clock= (it runs on another clock)")
+        if clash:
+            whose = "the limiter another Client of this key already uses" if shared else "limiter="
+            raise ConfigurationError(
+                f"this Client asks for {', '.join(clash)}, which contradicts {whose}; pass the "
+                "same settings, or a limiter of its own (limiter=LocalLimiter(...)), knowing "
+                "that two budgets for one key can overspend it together"
+            )
+        self._limiter = limiter
+        self.clock = limiter.clock
+        self._config = attrs.evolve(
+            self._config,
+            rate_limit=theirs.rate_limit,
+            rate_period=theirs.rate_period,
+            pacing=theirs.pacing,
+            bulk_reserve=theirs.bulk_reserve,
+        )
+
+    # -- calls --------------------------------------------------------------------------
 
     async def request(
         self,
@@ -310,14 +370,40 @@ class Client:
             method: GET, POST, PUT or DELETE.
             path: relative to ``/api/v2/``, for example ``"customers"`` or ``"customers/7"``.
             params: query parameters.
-            json: the request body.
+            json: the request body (encoded as the profile says: JSON or form fields).
             priority: ``"interactive"`` or ``"bulk"`` (see the limiter).
             max_wait: override the client's ``max_wait`` for this call.
         """
-        envelope = await self._call(
+        envelope = await self.call(
             method, path, params=params, body=json, priority=priority, max_wait=max_wait
         )
         return envelope.data
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        body: JSONValue | Mapping[str, object] = None,
+        priority: Priority = "interactive",
+        max_wait: float | _Unset | None = UNSET,
+        on_send: OnSend | None = None,
+    ) -> Envelope:
+        """Send one request and return the whole answer: what every resource is built on.
+
+        Like :meth:`request`, but returns the :class:`Envelope` (``data``, ``message``,
+        ``meta``, ``legacy``).
+
+        Args:
+            on_send: awaited once per attempt, after the attempt holds its budget token
+                and concurrency slot and just before the request leaves (bulk jobs
+                journal a record as sent there). If it raises, nothing is sent and the
+                token is given back.
+        """
+        profile = self._profile or await self.server_profile()
+        request = self._build(method, path, params, body, profile)
+        return await self._send(request, parse_response, priority, max_wait, on_send)
 
     async def server_profile(self) -> ServerProfile:
         """Return the profile this client speaks to its server.
@@ -334,31 +420,16 @@ class Client:
             if self._profile is None:
                 probe = make_profile("documented", auth=self._config.auth, route_style="ng")
                 request = self._build("GET", PROBE_PATH, None, None, probe)
-                name = await self._exchange(request, detect_profile)
+                name = await self._send(request, detect_profile, "interactive", UNSET, None)
                 self._profile = self._config.server_profile(name)
+                kind = "the documented API" if name == "documented" else "shipped 4.x code"
                 logger.info(
-                    "%s answers like %s; using %s",
+                    "%s answers like CloudOnex's %s; using %s",
                     self._config.site_root,
-                    "the documented CloudOnex API"
-                    if name == "documented"
-                    else "shipped CloudOnex 4.x code",
+                    kind,
                     self._profile.describe(),
                 )
         return self._profile
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, object] | None = None,
-        body: JSONValue | Mapping[str, object] = None,
-        priority: Priority = "interactive",
-        max_wait: float | _Unset | None = UNSET,
-    ) -> Envelope:
-        profile = self._profile or await self.server_profile()
-        request = self._build(method, path, params, body, profile)
-        return await self._exchange(request, parse_response, priority=priority, max_wait=max_wait)
 
     def _build(
         self,
@@ -383,79 +454,80 @@ class Client:
             profile=profile.name,
         )
 
-    async def _exchange(
+    # -- the pipeline -------------------------------------------------------------------
+
+    async def _send(
         self,
         request: Request,
-        parse: Callable[[RawResponse], T],
-        *,
-        priority: Priority = "interactive",
-        max_wait: float | _Unset | None = UNSET,
+        parse: Parse[T],
+        priority: Priority,
+        max_wait: float | _Unset | None,
+        on_send: OnSend | None,
     ) -> T:
-        """Send ``request`` under the budget, retrying as the policy allows; parse the answer."""
-        config = self._config
-        wait = config.max_wait if max_wait is UNSET else max_wait
-        limiter = self._limiter or self.limiter
+        """Send ``request`` under the budget, once per attempt, until it is answered.
+
+        Each attempt: take a grant (budget token, then slot); let ``on_send`` know;
+        send; parse the answer with the time it arrived; end the grant (released with
+        the budget the answer announced, or given back if the request never left);
+        then return the value, or retry, or raise, as ``retry_decision`` says.
+        """
+        if max_wait is UNSET:
+            wait = self._config.max_wait
+        else:
+            check_max_wait(max_wait)
+            wait = max_wait
+        limiter = self._limiter or self._bind_limiter()
+        hooks = self._config.event_hooks
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
         while True:
             attempt += 1
-            ticket = limiter.acquire_nowait(priority) or await limiter.acquire(
-                priority=priority, max_wait=wait, owner=self
+            grant = limiter.grant_nowait(priority, self._slots) or await limiter.grant(
+                priority=priority,
+                max_wait=wait,
+                owner=self,
+                slots=self._slots,
+                on_wait=self._wait_reporter(request, attempt) if hooks else None,
             )
-            before_send = BEFORE_SEND.get()
-            if before_send is not None:
+            parsed: Parsed[T] | None = None
+            async with grant:
+                if on_send is not None:
+                    await on_send()
+                grant.sent = True  # from here on the request may leave
+                if hooks:
+                    self._emit("request_sent", request, attempt)
+                started = time.perf_counter() if debug or hooks else 0.0
                 try:
-                    await before_send()
-                except BaseException:
-                    await asyncio.shield(limiter.refund(ticket))
-                    raise
-            sending = False
-            started = time.perf_counter() if debug else 0.0
-            try:
-                if self._slots is None:
-                    sending = True
                     raw = await self._transport.send(request)
+                except TransportError as exc:
+                    grant.sent = exc.request_sent
+                    error: CloudOnexError = exc
+                    if debug:
+                        logger.debug("%s %s failed: %s", request.method, request.display_url, exc)
                 else:
-                    async with self._slots:
-                        sending = True
-                        raw = await self._transport.send(request)
-            except TransportError as exc:
-                if exc.request_sent:
-                    await limiter.release(ticket)
-                else:
-                    await limiter.refund(ticket)
-                error: CloudOnexError = exc
-                logger.debug("%s %s failed: %s", request.method, request.display_url, exc.message)
-            except BaseException:
-                # Cancelled: before the request left, the budget was not spent.
-                end = limiter.release(ticket) if sending else limiter.refund(ticket)
-                await asyncio.shield(end)
-                raise
-            else:
-                info = RateLimitInfo.from_headers(raw.headers, self._clock.time())
-                if not limiter.release_nowait(ticket, info):
-                    await limiter.release(ticket, info)
-                if debug:
-                    logger.debug(
-                        "%s %s -> %d in %.1f ms (budget remaining: %s)",
-                        request.method,
-                        request.display_url,
-                        raw.status,
-                        (time.perf_counter() - started) * 1000,
-                        info.remaining if info is not None else "unknown",
-                    )
-                try:
-                    return parse(raw)
-                except CloudOnexError as exc:
-                    error = exc
-                    if isinstance(exc, RateLimitError):
-                        await limiter.rate_limited(exc.retry_after, info)
+                    if raw.request is None:
+                        raw.request = request
+                    parsed = parse(raw, self.clock.time())
+                    grant.budget = parsed.budget
+                    if debug or hooks:
+                        self._answered(request, raw, parsed, attempt, started, debug)
+            if parsed is not None:
+                if parsed.error is None:
+                    return parsed.value  # type: ignore[return-value]
+                error = parsed.error
+                if isinstance(error, RateLimitError):
+                    await limiter.rate_limited(parsed.retry_after, parsed.budget)
+                    if hooks:
+                        self._emit(
+                            "rate_limited", request, attempt, status=429, seconds=parsed.retry_after
+                        )
             decision = retry_decision(
                 method=request.method,
                 attempt=attempt,
                 error=error,
-                policy=config.retry,
+                policy=self._config.retry,
                 rng=self._rng,
+                retry_after=parsed.retry_after if parsed is not None else None,
             )
             if not decision.retry:
                 unknown = outcome_unknown(request.method, error)
@@ -463,12 +535,87 @@ class Client:
                     raise unknown from error
                 raise error
             limiter.note_retry()
+            if hooks:
+                self._emit(
+                    "retry_scheduled",
+                    request,
+                    attempt,
+                    seconds=decision.delay,
+                    reason=decision.reason,
+                )
+            if debug:
+                logger.debug(
+                    "retrying %s %s in %.2f s (%s, attempt %d)",
+                    request.method,
+                    request.display_url,
+                    decision.delay,
+                    decision.reason,
+                    attempt + 1,
+                )
+            await self.clock.sleep(decision.delay)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        kind: EventKind,
+        request: Request,
+        attempt: int,
+        *,
+        status: int | None = None,
+        seconds: float | None = None,
+        remaining: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        event = Event(
+            kind=kind,
+            method=request.method,
+            path=request.path,
+            attempt=attempt,
+            status=status,
+            seconds=seconds,
+            remaining=remaining,
+            reason=reason,
+        )
+        for hook in self._config.event_hooks:
+            try:
+                hook(event)
+            except Exception:  # a broken metrics hook must not break the call
+                logger.warning("event hook %r failed on %s", hook, kind, exc_info=True)
+
+    def _wait_reporter(self, request: Request, attempt: int) -> Callable[[WaitPhase, float], None]:
+        def report(phase: WaitPhase, seconds: float) -> None:
+            kind: EventKind = "budget_wait_started" if phase == "started" else "budget_wait_ended"
+            self._emit(kind, request, attempt, seconds=seconds)
+
+        return report
+
+    def _answered(
+        self,
+        request: Request,
+        raw: RawResponse,
+        parsed: Parsed[T],
+        attempt: int,
+        started: float,
+        debug: bool,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        remaining = parsed.budget.remaining if parsed.budget is not None else None
+        if debug:
             logger.debug(
-                "retrying %s %s in %.2f s (%s, attempt %d)",
+                "%s %s -> %d in %.1f ms (budget remaining: %s)",
                 request.method,
                 request.display_url,
-                decision.delay,
-                decision.reason,
-                attempt + 1,
+                raw.status,
+                elapsed * 1000,
+                "unknown" if remaining is None else remaining,
             )
-            await self._clock.sleep(decision.delay)
+        if self._config.event_hooks:
+            self._emit(
+                "response_received",
+                request,
+                attempt,
+                status=raw.status,
+                seconds=elapsed,
+                remaining=remaining,
+            )

@@ -21,7 +21,7 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Generic, TypeAlias, TypeVar
 
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy, istr
@@ -265,16 +265,51 @@ def encode_form(body: object, prefix: str = "") -> Iterable[tuple[str, str]]:
 class RawResponse:
     """What came back: status, headers and the body bytes, with the request it answers.
 
-    ``method`` and ``url`` (key-free) name the request in error messages; ``request``,
-    when given, lets the parser say more (which body encoding the server ignored).
+    A transport returns it; the client attaches the ``request`` if the transport did
+    not, so error messages can name it (method and key-free URL).
     """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
-    method: str = ""
-    url: str = ""
     request: Request | None = attrs.field(default=None, repr=False)
+
+    @property
+    def method(self) -> str:
+        """The request's method, or "" if unknown."""
+        return self.request.method if self.request is not None else ""
+
+    @property
+    def url(self) -> str:
+        """The request's URL without the API key, or "" if unknown."""
+        return self.request.display_url if self.request is not None else ""
+
+
+T = TypeVar("T")
+
+
+@attrs.define
+class Parsed(Generic[T]):
+    """One answer, read once against the time it arrived.
+
+    Attributes:
+        value: what the answer means (an Envelope), when it is a success.
+        error: the library error it amounts to, when it is not.
+        budget: the budget it announced (``X-RateLimit-*``), if any.
+        retry_after: seconds the server asked to wait (Retry-After on a 429 or 503).
+    """
+
+    value: T | None
+    error: CloudOnexError | None = None
+    budget: RateLimitInfo | None = None
+    retry_after: float | None = None
+
+    def unwrap(self) -> T:
+        """Return the value, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
 
 
 @attrs.define
@@ -305,7 +340,23 @@ def decode_json(body: bytes) -> JSONValue:
     return value
 
 
-def parse_response(raw: RawResponse) -> Envelope:
+def parse_response(raw: RawResponse, now: float) -> Parsed[Envelope]:
+    """Read an answer once: its Envelope or its error, and the budget it announced.
+
+    ``now`` is the local epoch time the answer arrived: Reset values given as seconds
+    from now, Retry-After as an HTTP date and the Date header's clock skew are all read
+    against it. Never raises a library error: it returns it.
+    """
+    budget = RateLimitInfo.from_headers(raw.headers, now)
+    try:
+        envelope = read_envelope(raw, now)
+    except CloudOnexError as error:
+        retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
+        return Parsed(None, error, budget, retry_after)
+    return Parsed(envelope, None, budget)
+
+
+def read_envelope(raw: RawResponse, now: float) -> Envelope:
     """Turn an answer into an Envelope, or raise the matching error.
 
     Accepts the documented ``{success, data, message}`` envelope and the shapes that
@@ -314,15 +365,18 @@ def parse_response(raw: RawResponse) -> Envelope:
     """
     found, decoded = decode_answer(raw)
     if not found:
-        return _parse_non_json(raw)
+        return _parse_non_json(raw, now)
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
-        raise _failure(raw, _message_of(body_obj) or _status_phrase(raw.status), body_obj)
+        raise _failure(raw, _message_of(body_obj) or _status_phrase(raw.status), body_obj, now)
     if not isinstance(decoded, dict):
         return Envelope(decoded)  # a bare array (legacy listing) or scalar
     if decoded.get("success") is False or decoded.get("error") is True:
         raise _failure(
-            raw, _message_of(decoded) or "the server reported a failure without a message", decoded
+            raw,
+            _message_of(decoded) or "the server reported a failure without a message",
+            decoded,
+            now,
         )
     message = decoded.get("message")
     message_text = message if isinstance(message, str) else None
@@ -355,7 +409,9 @@ def decode_answer(raw: RawResponse) -> tuple[bool, JSONValue]:
 _UNSUPPORTED_MESSAGES = ("unknown resources requested", "unknown method")
 
 
-def _failure(raw: RawResponse, message: str, body: Mapping[str, JSONValue]) -> CloudOnexError:
+def _failure(
+    raw: RawResponse, message: str, body: Mapping[str, JSONValue], now: float
+) -> CloudOnexError:
     """The error for a failure answer: unsupported, or the APIError of its status."""
     request = raw.request
     lowered = message.lower()
@@ -389,7 +445,7 @@ def _failure(raw: RawResponse, message: str, body: Mapping[str, JSONValue]) -> C
             f"{message} (the server reads form fields only and ignored the JSON body: "
             "use body_encoding='form', or profile='shipped' or 'auto')"
         )
-    return error_for(raw, message, errors)
+    return error_for(raw, message, errors, now)
 
 
 _PHP_DIAGNOSTIC = re.compile(r"(?:<b>)?(?:Warning|Notice|Deprecated)(?:</b>)?:", re.IGNORECASE)
@@ -421,7 +477,7 @@ def json_after_php_diagnostics(body: bytes) -> tuple[bool, JSONValue]:
     return False, None
 
 
-def _parse_non_json(raw: RawResponse) -> Envelope:
+def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
     """Answer for a body that is empty or not JSON: an error, or nothing for a 204."""
     empty = not raw.body or raw.body.isspace()
     if raw.status == 404:
@@ -439,7 +495,7 @@ def _parse_non_json(raw: RawResponse) -> Envelope:
         )
     if raw.status >= 400:
         message = _status_phrase(raw.status) if empty else excerpt(raw.body)
-        raise error_for(raw, message, {})
+        raise error_for(raw, message, {}, now)
     if empty and raw.status == 204:
         return Envelope(None)
     if empty and raw.method in ("PUT", "DELETE", "PATCH"):
@@ -524,8 +580,11 @@ _HINTS = {
 }
 
 
-def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIError:
-    """Return the APIError subclass for a failed answer (not raised: the caller raises)."""
+def error_for(raw: RawResponse, message: str, errors: Mapping[str, str], now: float) -> APIError:
+    """Return the APIError subclass for a failed answer (not raised: the caller raises).
+
+    ``now`` (local epoch seconds) reads a 429's Retry-After and Reset.
+    """
     status = raw.status
     where = f"{raw.method} {raw.url}".strip()
     text = f"{where} answered HTTP {status}: {message}" if where else f"HTTP {status}: {message}"
@@ -539,11 +598,11 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str]) -> APIE
                 "so check the id"
             )
     if status == 429:
-        retry_after = parse_retry_after(raw.headers, now=None)
-        info = RateLimitInfo.from_headers(raw.headers, now=None)
+        retry_after = parse_retry_after(raw.headers, now)
+        info = RateLimitInfo.from_headers(raw.headers, now)
         reset_at = (
-            datetime.fromtimestamp(info.reset_epoch, timezone.utc)
-            if info is not None and info.reset_epoch is not None
+            datetime.fromtimestamp(info.reset_at, timezone.utc)
+            if info is not None and info.reset_at is not None
             else None
         )
         return RateLimitError(
@@ -597,7 +656,18 @@ PROBE_PATH = "ping"
 both answer at once with a small JSON failure whose shape tells them apart."""
 
 
-def detect_profile(raw: RawResponse) -> ProfileName:
+def detect_profile(raw: RawResponse, now: float) -> Parsed[ProfileName]:
+    """Tell from an answer to the probe which kind of server sent it (see :func:`profile_of`)."""
+    budget = RateLimitInfo.from_headers(raw.headers, now)
+    try:
+        name = profile_of(raw, now)
+    except CloudOnexError as error:
+        retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
+        return Parsed(None, error, budget, retry_after)
+    return Parsed(name, None, budget)
+
+
+def profile_of(raw: RawResponse, now: float) -> ProfileName:
     """Tell from an answer to the probe which kind of server sent it.
 
     The documented API answers ``{"success": ...}`` and sends ``X-RateLimit-*``; the
@@ -609,11 +679,12 @@ def detect_profile(raw: RawResponse) -> ProfileName:
     """
     found, decoded = decode_answer(raw)
     if not found:
-        _parse_non_json(raw)  # raises for anything but a 204
+        _parse_non_json(raw, now)  # raises for anything but a 204
         return "documented"
     if raw.status in (401, 403, 429) or raw.status >= 500:
         body = decoded if isinstance(decoded, dict) else {}
-        raise error_for(raw, _message_of(body) or _status_phrase(raw.status), _errors_of(body))
+        message = _message_of(body) or _status_phrase(raw.status)
+        raise error_for(raw, message, _errors_of(body), now)
     if _case_insensitive(raw.headers).get(_REMAINING) is not None:
         return "documented"
     if isinstance(decoded, list):
@@ -633,21 +704,25 @@ class RateLimitInfo:
     Attributes:
         limit: requests per window (X-RateLimit-Limit), when sent.
         remaining: requests left in this window (X-RateLimit-Remaining).
-        reset_epoch: the server's Reset value, as sent (epoch seconds); identifies the window.
+        reset_epoch: the server's Reset value as an epoch (seconds); identifies the window.
         reset_at: the same moment on the local clock (corrected by the Date header's skew).
+        relative: Reset was sent as seconds from now, so ``reset_epoch`` is only good
+            to about a second (two answers of one window may differ by one).
     """
 
     remaining: int
     limit: int | None = None
     reset_epoch: float | None = None
     reset_at: float | None = None
+    relative: bool = False
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], now: float | None) -> RateLimitInfo | None:
+    def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitInfo | None:
         """Read the X-RateLimit-* headers; None (with a debug log line) if absent or garbled.
 
-        A Reset below 10^9 is read as seconds from now rather than an epoch, since some
-        servers send it that way. ``now`` is the local epoch time, for the skew correction.
+        A Reset below 10^9 is read as seconds from ``now`` rather than an epoch, since
+        some servers send it that way; an epoch is moved onto the local clock by the
+        Date header's skew. ``now`` is the local epoch time the answer arrived.
         """
         headers = _case_insensitive(headers)
         raw_remaining = headers.get(_REMAINING)
@@ -664,13 +739,12 @@ class RateLimitInfo:
             return None
         if reset is not None and not math.isfinite(reset):
             reset = None
-        reset_at = reset
-        if reset is not None and now is not None:
-            if reset < 1e9:
-                reset = reset_at = now + reset
-            else:
-                reset_at = reset + clock_skew(headers.get(_DATE), now)
-        return cls(max(0, remaining), limit, reset, reset_at)
+        if reset is None:
+            return cls(max(0, remaining), limit)
+        if reset < 1e9:
+            reset_at = now + reset
+            return cls(max(0, remaining), limit, float(round(reset_at)), reset_at, True)
+        return cls(max(0, remaining), limit, reset, reset + clock_skew(headers.get(_DATE), now))
 
 
 # Header names as istr: case-insensitive lookups skip folding the name each time.
@@ -703,17 +777,20 @@ def _http_date(raw: str) -> float | None:
         return None
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
-    """Return Retry-After in seconds (delta or HTTP date), or None."""
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Return Retry-After in seconds (RFC 9110: a delay in seconds or an HTTP date), or None."""
     raw = _case_insensitive(headers).get("Retry-After", "").strip()
     if not raw:
         return None
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
-        pass
-    moment = _http_date(raw) if now is not None else None
-    return None if moment is None or now is None else max(0.0, moment - now)
+        moment = _http_date(raw)
+        if moment is None:
+            return None
+        # The date is on the server's clock: move it onto ours by the Date header.
+        seconds = moment + clock_skew(_case_insensitive(headers).get(_DATE), now) - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 # --------------------------------------------------------------------------- retries
@@ -752,12 +829,19 @@ def backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
 
 
 def retry_decision(
-    *, method: str, attempt: int, error: CloudOnexError, policy: RetryPolicy, rng: random.Random
+    *,
+    method: str,
+    attempt: int,
+    error: CloudOnexError,
+    policy: RetryPolicy,
+    rng: random.Random,
+    retry_after: float | None = None,
 ) -> RetryDecision:
     """Decide whether the failed ``attempt`` (1-based) of ``method`` is sent again.
 
     A POST is only sent again where the server certainly did not act on it: the
-    connection was refused before sending, a 429, or a 503 with Retry-After.
+    request never left, a 429, or a 503 with Retry-After (``retry_after``, seconds,
+    as :func:`parse_response` read it, HTTP dates included).
     """
     if attempt >= policy.attempts:
         return RetryDecision(False, reason="out of attempts")
@@ -766,10 +850,8 @@ def retry_decision(
         return RetryDecision(True, 0.0, "429: not processed")
     if isinstance(error, TransportError) and not error.request_sent:
         return RetryDecision(True, backoff(policy, attempt, rng), "not sent")
-    if isinstance(error, ServerError) and error.status == 503:
-        retry_after = parse_retry_after(error.headers, now=None)
-        if retry_after is not None:
-            return RetryDecision(True, min(retry_after, policy.backoff_max), "503 Retry-After")
+    if isinstance(error, ServerError) and error.status == 503 and retry_after is not None:
+        return RetryDecision(True, min(retry_after, policy.backoff_max), "503 Retry-After")
     if method.upper() not in IDEMPOTENT_METHODS:
         return RetryDecision(False, reason="not idempotent")
     if isinstance(error, TransportError):

@@ -1,62 +1,63 @@
-"""The request budget: a pure window model, and the in-process limiter built on it.
+"""The limiter: one queue of callers in front of a budget store, handing out grants.
 
-:class:`Budget` is the I/O-free model of one key's hourly budget. Before any response
-it allows ``rate_limit`` grants in any ``rate_period`` (a sliding log). Once a response
-has announced ``X-RateLimit-*``, it follows the server's window: the requests used are
-the larger of what this process granted in the window and what the server reports
-(``Limit - Remaining``), so answers that arrive out of order never make it
-over-spend. At Reset the window rolls over to a full budget, less the requests still
-in flight: the server may count those in the new window.
+A :class:`Grant` is one attempt's right to send: a budget token from the store and a
+concurrency slot of the client. It knows whether its request left and which budget the
+answer announced, and it alone ends the attempt, once: a request that left is released
+with what the server reported; one that never left gives its token back.
 
-:class:`BaseLimiter` queues waiting callers (interactive before bulk, FIFO within a
-priority) on top of three primitives; :class:`LocalLimiter` implements them with a
-Budget in memory, and :class:`~cloudonex_async.limiters.RedisLimiter` in Redis.
+:class:`BaseLimiter` queues callers (interactive before bulk, FIFO within a priority)
+over a store of the budget (:class:`BudgetStore`). :class:`LocalLimiter` keeps the
+budget in this process (:class:`MemoryStore`); ``RedisLimiter`` in
+:mod:`cloudonex_async.limiters` keeps it in Redis for many processes. The window rules
+live in :mod:`cloudonex_async._budget`.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import functools
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Literal
+from types import TracebackType
+from typing import Literal, Protocol
 
-import aiolimiter
 import attrs
 
+from ._budget import (
+    DEFAULT_RESET_MARGIN,
+    Budget,
+    BudgetSnapshot,
+    Pacing,
+    Priority,
+    reserve_size,
+)
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._config import (
+    DEFAULT_BULK_RESERVE,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RATE_PERIOD,
+    check_budget_settings,
+)
 from ._protocol import RateLimitInfo
 from .errors import ConfigurationError, RateLimitError
 
-Priority = Literal["interactive", "bulk"]
-Pacing = Literal["burst", "smooth"]
+__all__ = [
+    "BaseLimiter",
+    "BudgetStore",
+    "Grant",
+    "LocalLimiter",
+    "MemoryStore",
+    "Pacing",
+    "Priority",
+    "RateLimitStatus",
+    "Slots",
+    "reserve_size",
+]
 
-DEFAULT_RATE_LIMIT = 1000
-DEFAULT_RATE_PERIOD = 3600.0
-DEFAULT_BULK_RESERVE = 0.1
-# Wait this long past Reset before spending the new window, for clock granularity.
-DEFAULT_RESET_MARGIN = 0.05
-
-
-def reserve_size(limit: int, fraction: float) -> int:
-    """Requests of each window that bulk calls leave to interactive ones.
-
-    (The epsilon keeps 1000 * 0.1 at 100, not 101; the Redis script does the same.)
-    """
-    return math.ceil(limit * fraction - 1e-9)
-
-
-@attrs.define  # not frozen: one is made per request, and frozen classes cost more to build
-class Ticket:
-    """The right to send one request, as granted by a limiter (read-only by convention)."""
-
-    id: str
-    granted_at: float
-    priority: Priority
+WaitPhase = Literal["started", "ended"]
+OnWait = Callable[[WaitPhase, float], object]
 
 
 @attrs.frozen(kw_only=True)
@@ -64,14 +65,18 @@ class RateLimitStatus:
     """A snapshot of the budget and of what the limiter has done so far.
 
     Attributes:
-        limit: requests per window. remaining: what this process believes is left.
+        limit: requests per window. remaining: what the limiter believes is left.
         reset_at: when the current window ends (UTC), once the server announced it.
+        window_seconds: the window's length (the server's, once learned).
+        reserve: requests of each window that bulk work leaves to interactive calls.
         requests_sent, waits, time_waited (seconds), rate_limited (429s seen), retries.
     """
 
     limit: int
     remaining: int
     reset_at: datetime | None
+    window_seconds: float = DEFAULT_RATE_PERIOD
+    reserve: int = 0
     requests_sent: int = 0
     waits: int = 0
     time_waited: float = 0.0
@@ -79,127 +84,174 @@ class RateLimitStatus:
     retries: int = 0
 
 
-@attrs.define
-class Budget:
-    """One key's budget, as a pure function of grants, server reports and time."""
+class BudgetStore(Protocol):
+    """Where one key's budget lives. Each method is one atomic step of the rules."""
 
-    limit: int = DEFAULT_RATE_LIMIT
-    period: float = DEFAULT_RATE_PERIOD
-    bulk_reserve: float = DEFAULT_BULK_RESERVE
-    margin: float = DEFAULT_RESET_MARGIN
-    window_reset: float | None = None  # the server's Reset value naming the current window
-    window_end: float | None = None  # local time the current window ends; None: no server info
-    granted: int = 0  # grants made by us in the current server window
-    reported: int = 0  # the most the server said was used in it (Limit - Remaining)
-    paused_until: float = 0.0
-    log: deque[float] = attrs.field(factory=deque)  # grant times within the last period
-    in_flight: list[float] = attrs.field(factory=list)  # grant times of unfinished requests
+    async def take(self, priority: Priority, grant_id: str, now: float) -> float | None:
+        """Count one grant and return None, or return the local time to try again."""
 
-    def reserve(self, priority: Priority) -> int:
-        """Return how many requests of the window ``priority`` may not touch."""
-        return reserve_size(self.limit, self.bulk_reserve) if priority == "bulk" else 0
+    async def give_back(self, grant_id: str, granted_at: float, now: float) -> None:
+        """Undo the grant of a request that was never sent."""
 
-    def _advance(self, now: float) -> None:
-        log, horizon = self.log, now - self.period
-        while log and log[0] <= horizon:
-            log.popleft()
-        if self.window_end is not None and now >= self.window_end + self.margin:
-            # The server's window is over. Until a response names the next one, assume
-            # it follows on directly and starts with the whole budget.
-            skipped = max(1, math.ceil((now - self.window_end) / self.period))
-            self.window_end += skipped * self.period
-            self.window_reset = None
-            self.granted = len(self.in_flight)
-            self.reported = 0
+    async def finish(
+        self, grant_id: str, granted_at: float, info: RateLimitInfo | None, now: float
+    ) -> None:
+        """End a sent request's flight and take in the budget its answer announced."""
 
-    def used(self, now: float) -> int:
-        """Return the requests counted against the current window."""
-        self._advance(now)
-        if self.window_end is None:
-            return len(self.log)
-        return max(self.granted, self.reported)
+    async def pause(self, until: float, now: float) -> None:
+        """Stop every grant until ``until`` (local epoch seconds)."""
 
-    def available(self, now: float, priority: Priority = "interactive") -> int:
-        """Return how many requests of ``priority`` may start now."""
-        used = self.used(now)
-        if now < self.paused_until:
-            return 0
-        return max(0, self.limit - used - self.reserve(priority))
+    async def snapshot(self, now: float) -> BudgetSnapshot:
+        """Return the budget as the store sees it now."""
 
-    def next_refill(self, now: float) -> float:
-        """Return the local time at which more budget may become available."""
-        self._advance(now)
-        if now < self.paused_until:
-            return self.paused_until
-        if self.window_end is not None:
-            return self.window_end + self.margin
-        return self.log[0] + self.period if self.log else now
+    def last_snapshot(self) -> BudgetSnapshot:
+        """Return the budget as last seen, without waiting."""
 
-    def try_take(self, now: float, priority: Priority = "interactive") -> bool:
-        """Count one grant if :meth:`available` allows ``priority`` one; return whether it did.
 
-        The request is in flight until :meth:`finish`.
-        """
-        if self.available(now, priority) <= 0:
-            return False
-        self.log.append(now)
-        self.in_flight.append(now)
-        self.granted += 1
-        return True
+class MemoryStore:
+    """A budget store in this process's memory: a :class:`~._budget.Budget`."""
 
-    def finish(self, granted_at: float) -> None:
-        """Note that the request granted at ``granted_at`` is no longer in flight."""
-        try:
-            self.in_flight.remove(granted_at)
-        except ValueError:
-            pass
+    def __init__(self, budget: Budget, clock: Clock) -> None:
+        self.budget = budget
+        self._clock = clock
 
-    def give_back(self, granted_at: float) -> None:
-        """Undo a grant whose request was never sent."""
-        self.finish(granted_at)
-        try:
-            self.log.remove(granted_at)
-        except ValueError:
-            pass
-        if self.window_end is None or granted_at >= self.window_end - self.period:
-            self.granted = max(0, self.granted - 1)
+    async def take(self, priority: Priority, grant_id: str, now: float) -> float | None:
+        """See :class:`BudgetStore`."""
+        return self.budget.try_take(now, priority)
 
-    def observe(self, info: RateLimitInfo, now: float) -> None:
-        """Take in the budget a response announced."""
-        if info.limit is not None and info.limit > 0:
-            self.limit = info.limit
-        used = max(0, self.limit - info.remaining)
-        if info.reset_epoch is not None and info.reset_epoch == self.window_reset:
-            # The window we follow (the usual case). Should it have just ended, the
-            # next _advance drops this report along with the rest of the window.
-            if used > self.reported:
-                self.reported = used
+    async def give_back(self, grant_id: str, granted_at: float, now: float) -> None:
+        """See :class:`BudgetStore`."""
+        self.budget.give_back(granted_at)
+
+    async def finish(
+        self, grant_id: str, granted_at: float, info: RateLimitInfo | None, now: float
+    ) -> None:
+        """See :class:`BudgetStore`."""
+        self.budget.finish(granted_at, info, now)
+
+    async def pause(self, until: float, now: float) -> None:
+        """See :class:`BudgetStore`."""
+        self.budget.pause(until)
+
+    async def snapshot(self, now: float) -> BudgetSnapshot:
+        """See :class:`BudgetStore`."""
+        return self.budget.snapshot(now)
+
+    def last_snapshot(self) -> BudgetSnapshot:
+        """See :class:`BudgetStore`."""
+        return self.budget.snapshot(self._clock.time())
+
+
+class Slots:
+    """A client's concurrency slots: at most ``size`` requests in flight at once.
+
+    Waiters are served interactive first, FIFO within a priority. A slot is taken after
+    the budget token, so bulk work waiting for the budget never holds a slot that an
+    interactive call needs.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.free = size
+        self._waiters: dict[Priority, deque[asyncio.Future[None]]] = {
+            "interactive": deque(),
+            "bulk": deque(),
+        }
+
+    @property
+    def waiting(self) -> int:
+        """How many callers wait for a slot."""
+        return sum(1 for q in self._waiters.values() for w in q if not w.done())
+
+    def take_nowait(self) -> bool:
+        """Take a slot if one is free and nobody waits; return whether it did."""
+        if self.free > 0 and not (self._waiters["interactive"] or self._waiters["bulk"]):
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, priority: Priority) -> None:
+        """Wait for a slot (cancellable)."""
+        if self.take_nowait():
             return
-        self._advance(now)
-        if info.reset_epoch is None or info.reset_at is None:
-            self.reported = max(self.reported, used)
-            return
-        if self.window_reset is not None and info.reset_epoch < self.window_reset:
-            return  # a late answer from a window already over
-        if info.reset_at + self.margin <= now:
-            return  # it names a window that has already ended
-        # A window we had not seen: count our grants since it began and those still in
-        # flight from before (the server may count them in this window), and its view.
-        start = info.reset_at - self.period
-        self.granted = sum(1 for t in self.log if t >= start)
-        self.granted += sum(1 for t in self.in_flight if t < start)
-        self.reported = used
-        self.window_reset = info.reset_epoch
-        self.window_end = info.reset_at
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters[priority]
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter in queue:
+                queue.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as the wait was cancelled: pass it on
+            raise
 
-    def pause(self, until: float) -> None:
-        """Stop all grants until ``until`` (after a 429)."""
-        self.paused_until = max(self.paused_until, until)
+    def release(self) -> None:
+        """Give a slot back, to the first waiter if there is one."""
+        for queue in self._waiters.values():
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self.free += 1
 
-    def status(self, now: float) -> tuple[int, int, float | None]:
-        """Return (limit, remaining, window end) for reporting."""
-        remaining = max(0, self.limit - self.used(now))
-        return self.limit, remaining, self.window_end
+
+class Grant:
+    """One attempt's right to send a request: a budget token and a concurrency slot.
+
+    ``async with grant:`` around the attempt ends it on the way out, once: if the
+    request left (``sent``), the budget is released with the headers its answer carried
+    (``budget``); if it never left, the token is given back. The slot is released
+    either way, cancellation included.
+    """
+
+    __slots__ = ("_ended", "_limiter", "_slots", "budget", "granted_at", "id", "priority", "sent")
+
+    def __init__(
+        self,
+        limiter: BaseLimiter,
+        slots: Slots | None,
+        grant_id: str,
+        granted_at: float,
+        priority: Priority,
+    ) -> None:
+        self._limiter = limiter
+        self._slots = slots
+        self.id = grant_id
+        self.granted_at = granted_at
+        self.priority: Priority = priority
+        #: Whether the request may have left (set just before it is handed to the transport).
+        self.sent = False
+        #: The budget the answer announced, if any.
+        self.budget: RateLimitInfo | None = None
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"Grant(priority={self.priority!r}, sent={self.sent})"
+
+    async def __aenter__(self) -> Grant:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.end_nowait():
+            await asyncio.shield(self.end())
+
+    def end_nowait(self) -> bool:
+        """End the attempt at once if the budget lives in this process; else return False."""
+        if self._ended:
+            return True
+        return self._limiter._end_nowait(self)
+
+    async def end(self) -> None:
+        """End the attempt (release or give back, and free the slot); idempotent."""
+        if not self._ended:
+            await self._limiter._end(self)
 
 
 @attrs.define
@@ -209,23 +261,25 @@ class _Waiter:
     wake: asyncio.Future[None]
 
 
-class BaseLimiter(abc.ABC):
-    """Queues callers in priority order in front of a budget; subclasses hold the budget.
+class BaseLimiter:
+    """Queues callers in priority order in front of a budget store and hands out grants.
 
     Args:
+        store: where the budget lives (see :class:`BudgetStore`).
         rate_limit: requests per ``rate_period`` before the server has said otherwise.
-        rate_period: the window in seconds.
+        rate_period: the window in seconds, until the server's is known.
         pacing: ``"burst"`` spends what remains as fast as the concurrency cap allows;
             ``"smooth"`` spreads it evenly until Reset (for keys shared with others).
         bulk_reserve: the fraction of each window that bulk calls leave to interactive ones.
         clock: the time source (inject a fake one in tests).
     """
 
-    #: How often a waiting head re-reads the budget; shared budgets change from outside.
+    #: How often a waiting head re-reads the budget; a shared store changes from outside.
     poll_seconds: float = math.inf
 
     def __init__(
         self,
+        store: BudgetStore,
         *,
         rate_limit: int = DEFAULT_RATE_LIMIT,
         rate_period: float = DEFAULT_RATE_PERIOD,
@@ -234,82 +288,63 @@ class BaseLimiter(abc.ABC):
         reset_margin: float = DEFAULT_RESET_MARGIN,
         clock: Clock | None = None,
     ) -> None:
-        if rate_limit < 1 or rate_period <= 0:
-            raise ConfigurationError("rate_limit must be >= 1 and rate_period > 0")
-        if not 0.0 <= bulk_reserve < 1.0:
-            raise ConfigurationError("bulk_reserve is a fraction from 0 up to (not including) 1")
-        if pacing not in ("burst", "smooth"):
-            raise ConfigurationError(f"pacing is 'burst' or 'smooth', not {pacing!r}")
+        check_budget_settings(rate_limit, rate_period, pacing, bulk_reserve)
         self.rate_limit = rate_limit
         self.rate_period = rate_period
         self.pacing: Pacing = pacing
         self.bulk_reserve = bulk_reserve
         self.reset_margin = reset_margin
         self.clock: Clock = clock or SYSTEM_CLOCK
+        self.store = store
+        # The budget itself, when it lives in this process: grants then need no await.
+        self._budget = store.budget if isinstance(store, MemoryStore) else None
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
-        self._ticket_ids: Iterator[str] = map(str, itertools.count())
-        self._pacer: aiolimiter.AsyncLimiter | None = None
-        self._pacer_interval = 0.0
+        self._grant_ids: Iterator[str] = map(str, itertools.count())
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
         self._time_waited = 0.0
 
-    # -- what a subclass provides -------------------------------------------------------
+    def settings(self) -> tuple[int, float, str, float, Clock]:
+        """The settings a Client's own must match to share this limiter."""
+        return (self.rate_limit, self.rate_period, self.pacing, self.bulk_reserve, self.clock)
 
-    @abc.abstractmethod
-    async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
-        """Take one grant and return None, or return the time more may be available."""
+    # -- grants ---------------------------------------------------------------------------
 
-    def _take_nowait(self, priority: Priority, now: float) -> bool:
-        """Take a grant without waiting, if the budget lives in this process."""
-        return False
+    def grant_nowait(
+        self, priority: Priority = "interactive", slots: Slots | None = None
+    ) -> Grant | None:
+        """Return a grant at once if the budget and a slot allow it without waiting, else None.
 
-    @abc.abstractmethod
-    async def _give_back(self, ticket: Ticket) -> None:
-        """Undo the grant of a request that was never sent."""
-
-    @abc.abstractmethod
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
-        """Take in a response's budget headers (if any) and end the ticket's flight.
-
-        Return whether the server announced a larger limit than was assumed.
+        Only a budget held in this process can answer without waiting, and nobody may be
+        queued ahead.
         """
-
-    @abc.abstractmethod
-    async def _pause(self, until: float) -> None:
-        """Stop every grant until ``until`` (local epoch seconds)."""
-
-    @abc.abstractmethod
-    async def _snapshot(self, now: float) -> tuple[int, int, float | None]:
-        """Return (limit, remaining, local window end)."""
-
-    @abc.abstractmethod
-    def _last_snapshot(self) -> tuple[int, int, float | None]:
-        """Return (limit, remaining, local window end) without waiting."""
-
-    # -- the public face ----------------------------------------------------------------
-
-    def acquire_nowait(self, priority: Priority = "interactive") -> Ticket | None:
-        """Return a ticket if one can be granted at once without waiting, else None.
-
-        Only a budget held in this process can answer without waiting; nobody may be
-        queued ahead, and smooth pacing always goes through :meth:`acquire`.
-        """
-        if self.pacing == "smooth" or self._queue["interactive"] or self._queue["bulk"]:
+        budget = self._budget
+        if budget is None or self._queue["interactive"] or self._queue["bulk"]:
+            return None
+        if slots is not None and not slots.take_nowait():
             return None
         now = self.clock.time()
-        if not self._take_nowait(priority, now):
+        if budget.try_take(now, priority) is not None:
+            if slots is not None:
+                slots.release()
             return None
         self._stats["requests_sent"] += 1
-        return Ticket(next(self._ticket_ids), now, priority)
+        return Grant(self, slots, "", now, priority)
 
-    async def acquire(
+    async def grant(
         self,
         *,
         priority: Priority = "interactive",
         max_wait: float | None = None,
         owner: object = None,
-    ) -> Ticket:
-        """Wait for the right to send one request.
+        slots: Slots | None = None,
+        on_wait: OnWait | None = None,
+    ) -> Grant:
+        """Wait for the right to send one request: a concurrency slot and a budget token.
+
+        Callers queue in priority order. The one at the head first gets a slot of its
+        client, then takes a budget token while holding it: a token is never taken
+        before its request can leave, so none goes stale while a slot is awaited. If the
+        budget says no, the slot is given back and the head waits for the budget.
 
         Args:
             priority: interactive callers are served before waiting bulk callers, and
@@ -317,29 +352,40 @@ class BaseLimiter(abc.ABC):
             max_wait: seconds this call may wait for the budget; if the budget returns
                 later than that, raise RateLimitError at once. None waits as long as needed.
             owner: who is asking (a Client); :meth:`cancel_waiters` wakes its waiters.
+            slots: the caller's concurrency slots.
+            on_wait: called with ``("started", 0.0)`` when the call has to wait for the
+                budget and ``("ended", seconds)`` when it got it.
 
         Raises:
             RateLimitError: the wait would exceed ``max_wait``.
             ConfigurationError: the owner was closed while this call waited.
         """
-        ticket = self.acquire_nowait(priority)
-        if ticket is not None:
-            return ticket
-        if self.pacing == "smooth":
-            await self._pace()
+        grant = self.grant_nowait(priority, slots)
+        if grant is not None:
+            return grant
         start = self.clock.time()
         waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
         self._queue[priority].append(waiter)
-        ticket_id = next(self._ticket_ids)
+        grant_id = next(self._grant_ids)
+        holding_slot = False
         waited = False
         try:
             while True:
                 now = self.clock.time()
                 if self._head() is waiter:
-                    until = await self._try_take(priority, ticket_id, now)
+                    if slots is not None and not holding_slot:
+                        # Concurrency first, while holding the head of the queue.
+                        await slots.take(priority)
+                        holding_slot = True
+                        now = self.clock.time()
+                    until = await self._take(priority, grant_id, now)
                     if until is None:
                         self._stats["requests_sent"] += 1
-                        return Ticket(id=ticket_id, granted_at=now, priority=priority)
+                        holding_slot = False  # it goes with the grant
+                        return Grant(self, slots, grant_id, now, priority)
+                    if holding_slot and slots is not None:
+                        slots.release()
+                        holding_slot = False
                     if max_wait is not None and until - start > max_wait:
                         raise await self._budget_error(until, max_wait)
                     delay: float | None = min(until - now, self.poll_seconds)
@@ -353,32 +399,22 @@ class BaseLimiter(abc.ABC):
                 if not waited:
                     waited = True
                     self._stats["waits"] += 1
+                    if on_wait is not None:
+                        on_wait("started", 0.0)
                 await self._sleep(waiter, delay)
         finally:
+            if holding_slot and slots is not None:
+                slots.release()
             self._queue[priority].remove(waiter)
             if waited:
-                self._time_waited += self.clock.time() - start
-            next_head = self._head()
-            if next_head is not None and not next_head.wake.done():
-                next_head.wake.set_result(None)
-
-    async def release(self, ticket: Ticket, info: RateLimitInfo | None = None) -> None:
-        """End a ticket whose request was sent, with the budget its answer announced."""
-        if not self.release_nowait(ticket, info) and await self._finish(ticket, info):
+                seconds = self.clock.time() - start
+                self._time_waited += seconds
+                if on_wait is not None:
+                    on_wait("ended", seconds)
             self._wake_head()
 
-    def release_nowait(self, ticket: Ticket, info: RateLimitInfo | None = None) -> bool:
-        """Do :meth:`release` at once if the budget lives in this process; else return False."""
-        return False
-
-    async def refund(self, ticket: Ticket) -> None:
-        """Give back a ticket whose request certainly never reached the server."""
-        self._stats["requests_sent"] -= 1
-        await self._give_back(ticket)
-        self._wake_head()
-
     async def rate_limited(self, retry_after: float | None, info: RateLimitInfo | None) -> None:
-        """Pause every caller after a 429, until Retry-After, else Reset, else one period."""
+        """Pause every caller after a 429, until Retry-After, else Reset, else one window."""
         self._stats["rate_limited"] += 1
         now = self.clock.time()
         if retry_after is not None:
@@ -386,29 +422,20 @@ class BaseLimiter(abc.ABC):
         elif info is not None and info.reset_at is not None:
             until = info.reset_at
         else:
-            until = now + self.rate_period
-        await self._pause(until)
+            until = now + self.store.last_snapshot().window_seconds
+        await self.store.pause(until, now)
 
     def note_retry(self) -> None:
         """Count a retried request (for :meth:`statistics`)."""
         self._stats["retries"] += 1
 
     async def statistics(self) -> RateLimitStatus:
-        """Return the budget as the limiter's store sees it, and this process's counters."""
-        return self._status(*await self._snapshot(self.clock.time()))
+        """Return the budget as the store sees it, and this process's counters."""
+        return self._status(await self.store.snapshot(self.clock.time()))
 
     def statistics_nowait(self) -> RateLimitStatus:
         """Return the budget as last seen by this process, and its counters."""
-        return self._status(*self._last_snapshot())
-
-    def _status(self, limit: int, remaining: int, window_end: float | None) -> RateLimitStatus:
-        return RateLimitStatus(
-            limit=limit,
-            remaining=remaining,
-            reset_at=datetime.fromtimestamp(window_end, timezone.utc) if window_end else None,
-            time_waited=self._time_waited,
-            **self._stats,
-        )
+        return self._status(self.store.last_snapshot())
 
     def cancel_waiters(self, owner: object) -> None:
         """Wake every caller of ``owner`` that waits for the budget, with an error."""
@@ -419,7 +446,44 @@ class BaseLimiter(abc.ABC):
                         ConfigurationError("the client was closed while this call waited")
                     )
 
-    # -- internals ----------------------------------------------------------------------
+    # -- ending a grant (called by Grant) ---------------------------------------------------
+
+    def _end_nowait(self, grant: Grant) -> bool:
+        budget = self._budget
+        if budget is None:
+            return False
+        grant._ended = True
+        if grant._slots is not None:
+            grant._slots.release()
+        if grant.sent:
+            limit = budget.limit
+            budget.finish(grant.granted_at, grant.budget, self.clock.time())
+            if budget.limit > limit:
+                self._wake_head()
+        else:
+            self._stats["requests_sent"] -= 1
+            budget.give_back(grant.granted_at)
+            self._wake_head()
+        return True
+
+    async def _end(self, grant: Grant) -> None:
+        if self._end_nowait(grant):
+            return
+        grant._ended = True
+        if grant._slots is not None:
+            grant._slots.release()
+        now = self.clock.time()
+        if grant.sent:
+            await self.store.finish(grant.id, grant.granted_at, grant.budget, now)
+        else:
+            self._stats["requests_sent"] -= 1
+            await self.store.give_back(grant.id, grant.granted_at, now)
+        self._wake_head()
+
+    # -- waiting for the budget ----------------------------------------------------------
+
+    async def _take(self, priority: Priority, grant_id: str, now: float) -> float | None:
+        return await self.store.take(priority, grant_id, now)
 
     def _head(self) -> _Waiter | None:
         return next((q[0] for q in self._queue.values() if q), None)
@@ -451,83 +515,71 @@ class BaseLimiter(abc.ABC):
             waiter.wake = asyncio.get_running_loop().create_future()
 
     async def _budget_error(self, until: float | None, max_wait: float) -> RateLimitError:
-        limit, remaining, window_end = await self._snapshot(self.clock.time())
+        snapshot = await self.store.snapshot(self.clock.time())
+        now = self.clock.time()
         if until is None:
-            until = window_end if window_end is not None else self.clock.time() + max_wait
-        wait = max(0.0, until - self.clock.time())
+            until = snapshot.window_end if snapshot.window_end is not None else now + max_wait
+        wait = max(0.0, until - now)
         reset_at = datetime.fromtimestamp(until, timezone.utc)
         return RateLimitError(
-            f"the request budget is spent ({remaining} of {limit} left) and returns at "
-            f"{reset_at:%Y-%m-%d %H:%M:%S} UTC, in {wait:.1f} s, later than max_wait="
-            f"{max_wait:g} s allows; wait and try again, or raise max_wait",
+            f"the request budget is spent ({snapshot.remaining} of {snapshot.limit} left) "
+            f"and returns at {reset_at:%Y-%m-%d %H:%M:%S} UTC, in {wait:.1f} s, later than "
+            f"max_wait={max_wait:g} s allows; wait and try again, or raise max_wait",
             status=0,
             retry_after=wait,
             reset_at=reset_at,
-            limit=limit,
-            remaining=remaining,
+            limit=snapshot.limit,
+            remaining=snapshot.remaining,
         )
 
-    async def _pace(self) -> None:
-        now = self.clock.time()
-        limit, remaining, window_end = await self._snapshot(now)
-        horizon = (window_end - now) if window_end and window_end > now else self.rate_period
-        interval = horizon / max(1, remaining if window_end else limit)
-        # aiolimiter fixes its rate when built: build a new one when the pace drifts.
-        if self._pacer is None or abs(interval - self._pacer_interval) > 0.25 * interval:
-            self._pacer = aiolimiter.AsyncLimiter(1, interval)
-            self._pacer_interval = interval
-        await self._pacer.acquire()
+    def _status(self, snapshot: BudgetSnapshot) -> RateLimitStatus:
+        end = snapshot.window_end
+        return RateLimitStatus(
+            limit=snapshot.limit,
+            remaining=snapshot.remaining,
+            reset_at=datetime.fromtimestamp(end, timezone.utc) if end is not None else None,
+            window_seconds=snapshot.window_seconds,
+            reserve=snapshot.reserve,
+            time_waited=self._time_waited,
+            **self._stats,
+        )
 
 
 class LocalLimiter(BaseLimiter):
     """A limiter for one process: the budget lives in memory.
 
     Every ``Client`` of one (base URL, API key) in a process shares one of these unless
-    it is given its own ``limiter=``. Takes the arguments of :class:`BaseLimiter`.
+    it is given its own ``limiter=``. Takes the settings of :class:`BaseLimiter`.
     """
 
-    @functools.cached_property
-    def _budget(self) -> Budget:
-        return Budget(
-            limit=self.rate_limit,
-            period=self.rate_period,
-            bulk_reserve=self.bulk_reserve,
-            margin=self.reset_margin,
+    def __init__(
+        self,
+        *,
+        rate_limit: int = DEFAULT_RATE_LIMIT,
+        rate_period: float = DEFAULT_RATE_PERIOD,
+        pacing: Pacing = "burst",
+        bulk_reserve: float = DEFAULT_BULK_RESERVE,
+        reset_margin: float = DEFAULT_RESET_MARGIN,
+        clock: Clock | None = None,
+    ) -> None:
+        check_budget_settings(rate_limit, rate_period, pacing, bulk_reserve)
+        clock = clock or SYSTEM_CLOCK
+        budget = Budget(
+            limit=rate_limit,
+            period=rate_period,
+            bulk_reserve=bulk_reserve,
+            smooth=pacing == "smooth",
+            margin=reset_margin,
         )
-
-    def _take_nowait(self, priority: Priority, now: float) -> bool:
-        return self._budget.try_take(now, priority)
-
-    async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
-        return None if self._take_nowait(priority, now) else self._budget.next_refill(now)
-
-    async def _give_back(self, ticket: Ticket) -> None:
-        self._budget.give_back(ticket.granted_at)
-
-    def release_nowait(self, ticket: Ticket, info: RateLimitInfo | None = None) -> bool:
-        """End a ticket whose request was sent, with the budget its answer announced."""
-        if self._finish_nowait(ticket, info):
-            self._wake_head()
-        return True
-
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
-        return self._finish_nowait(ticket, info)
-
-    def _finish_nowait(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
-        limit = self._budget.limit
-        if info is not None:
-            self._budget.observe(info, self.clock.time())
-        self._budget.finish(ticket.granted_at)
-        return self._budget.limit > limit
-
-    async def _pause(self, until: float) -> None:
-        self._budget.pause(until)
-
-    async def _snapshot(self, now: float) -> tuple[int, int, float | None]:
-        return self._budget.status(now)
-
-    def _last_snapshot(self) -> tuple[int, int, float | None]:
-        return self._budget.status(self.clock.time())
+        super().__init__(
+            MemoryStore(budget, clock),
+            rate_limit=rate_limit,
+            rate_period=rate_period,
+            pacing=pacing,
+            bulk_reserve=bulk_reserve,
+            reset_margin=reset_margin,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return (

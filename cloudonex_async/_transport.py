@@ -1,8 +1,13 @@
-"""The only module that talks to aiohttp: send a Request, get a RawResponse.
+"""The transport seam, and the one transport that talks to aiohttp.
 
-aiohttp and asyncio failures are translated here into :class:`TransportError`
-and its subclasses, with the API key scrubbed from every message. CancelledError
-always passes through untouched.
+A :class:`Transport` is any object with ``async send(request) -> RawResponse``: the
+client's pipeline hands it one request at a time, once the request holds a budget
+token and a concurrency slot. :class:`AiohttpTransport` is the default, and the only
+module of the library that imports aiohttp. Its failures are translated into
+:class:`TransportError` and its subclasses, with the API key scrubbed from every
+message, and with ``request_sent`` saying whether the request may have left:
+a connection that could not be opened (refused, DNS, connect timeout) means it did not.
+CancelledError always passes through untouched.
 """
 
 from __future__ import annotations
@@ -10,20 +15,46 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Mapping
+from typing import Protocol
 
 import aiohttp
 
-from ._protocol import RawResponse, Request, redact
+from ._config import ClientConfig
+from ._protocol import RawResponse, Request, redact, session_headers
 from .errors import ConfigurationError, RequestTimeoutError, TransportError
 
+#: The aiohttp session type a Client can borrow (``Client(session=...)``).
+ClientSession = aiohttp.ClientSession
 
-class Transport:
-    """Owns (or borrows) one pooled ``aiohttp.ClientSession`` and sends requests on it.
 
-    The session and its connector are created lazily inside the running loop, as
-    aiohttp requires; a session passed in is borrowed and never closed here.
-    ``headers`` go on every request: set once on an owned session, merged into each
-    request on a borrowed one.
+class Transport(Protocol):
+    """Sends one request and returns the whole answer.
+
+    Raise :class:`~cloudonex_async.TransportError` (``request_sent=False`` when the
+    request certainly never left) for a request that got no complete answer. A
+    transport may also have ``async aclose()``: closing the client calls it.
+    """
+
+    async def send(self, request: Request) -> RawResponse:
+        """Send ``request``; return its answer."""
+
+
+class AiohttpTransport:
+    """Sends requests on one pooled ``aiohttp.ClientSession`` (owned or borrowed).
+
+    An owned session and its connector are created lazily inside the running loop, as
+    aiohttp requires, with a pool as large as the client's concurrency cap: the client
+    holds a slot for every request in flight, so no request ever waits for a pooled
+    connection, and the connect timeout bounds opening one. A borrowed session may pool
+    fewer; its waits fall under the connect timeout too. A borrowed session is never
+    closed here.
+
+    Args:
+        api_key: scrubbed from every error message.
+        headers: sent with every request (set once on an owned session).
+        timeout: seconds for a whole request. connect_timeout: seconds to get a connection.
+        max_connections: the pool's size. ssl: passed to aiohttp.
+        session: an ``aiohttp.ClientSession`` to borrow.
     """
 
     def __init__(
@@ -32,21 +63,41 @@ class Transport:
         api_key: str,
         headers: Mapping[str, str],
         timeout: float,
-        connect_timeout: float | None,
+        connect_timeout: float,
         max_connections: int,
         ssl: _ssl.SSLContext | bool | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._api_key = api_key
         self._headers = dict(headers)
-        # sock_connect bounds opening a TCP connection; waiting for a pooled one falls
-        # under the total (a per-request "connect" timer would cost every request).
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._owns_session = session is None
+        if self._owns_session:
+            # No pool waits (see the class docstring): bound the TCP/TLS connect only,
+            # which costs no timer for a pooled connection.
+            self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        else:
+            self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._max_connections = max_connections
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._session = session
-        self._owns_session = session is None
         self._closed = False
+
+    @classmethod
+    def from_config(
+        cls, config: ClientConfig, session: aiohttp.ClientSession | None = None
+    ) -> AiohttpTransport:
+        """Build the transport a Client of ``config`` uses."""
+        return cls(
+            api_key=config.api_key,
+            headers=session_headers(
+                api_key=config.api_key, auth=config.auth, user_agent=config.user_agent
+            ),
+            timeout=config.timeout,
+            connect_timeout=config.connect_timeout,
+            max_connections=config.max_concurrency,
+            ssl=config.ssl,
+            session=session,
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -65,8 +116,8 @@ class Transport:
         """Send ``request`` and read the whole answer.
 
         Raises:
-            TransportError: no complete answer; ``request_sent`` is False when the
-                connection failed before anything was written.
+            TransportError: no complete answer; ``request_sent`` is False when no
+                connection was opened, so nothing was written.
             RequestTimeoutError: the timeout passed.
         """
         session = self._session or self._get_session()
@@ -84,16 +135,15 @@ class Transport:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
-                return RawResponse(
-                    status=response.status,
-                    headers=response.headers,  # a case-insensitive read-only view
-                    body=body,
-                    method=request.method,
-                    url=request.display_url,
-                    request=request,
-                )
+                # response.headers: a case-insensitive, read-only view
+                return RawResponse(response.status, response.headers, body, request)
         except asyncio.CancelledError:
             raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            # No connection within connect_timeout (a pool wait included): nothing left.
+            error = self._error(
+                RequestTimeoutError, request, "timed out getting a connection", exc, sent=False
+            )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             error = self._error(
                 RequestTimeoutError, request, "timed out waiting for the answer", exc, sent=True

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._bulk import BulkResult
-    from .models import Model
+from ._error_base import CloudOnexError
+from ._outcomes import BulkResult
+from .models import Model
 
 __all__ = [
     "APIError",
@@ -55,17 +54,6 @@ __all__ = [
     "UnsupportedError",
     "ValidationError",
 ]
-
-
-class CloudOnexError(Exception):
-    """Base class of every error this library raises."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r})"
 
 
 class ConfigurationError(CloudOnexError):

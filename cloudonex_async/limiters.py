@@ -5,9 +5,10 @@
 - :class:`RedisLimiter` keeps it in Redis, so worker processes on many hosts spend one
   budget together. It needs the ``redis`` extra (``pip install cloudonex-async[redis]``).
 
-Both follow the same rules (see :mod:`cloudonex_async._ratelimit`): a sliding window of
-``rate_limit`` per ``rate_period`` until the server announces its window, then the
-server's window, never spending past what either side has counted.
+Both are one queueing limiter (:class:`BaseLimiter`) over a store of the budget, and
+both stores follow the same window rules (see :mod:`cloudonex_async._budget`): the
+Redis scripts below mirror :class:`~cloudonex_async._budget.Budget` step by step, and
+one table of scenarios in the tests runs against both.
 """
 
 from __future__ import annotations
@@ -19,19 +20,29 @@ import itertools
 import os
 from typing import TYPE_CHECKING
 
-from ._clock import Clock
-from ._protocol import RateLimitInfo
-from ._ratelimit import (
+from ._budget import (
+    DEFAULT_RESET_MARGIN,
+    RELATIVE_TOLERANCE,
+    BudgetSnapshot,
+    Pacing,
+    Priority,
+    reserve_size,
+)
+from ._clock import SYSTEM_CLOCK, Clock
+from ._config import (
     DEFAULT_BULK_RESERVE,
     DEFAULT_RATE_LIMIT,
     DEFAULT_RATE_PERIOD,
-    DEFAULT_RESET_MARGIN,
+    check_budget_settings,
+)
+from ._protocol import RateLimitInfo
+from ._ratelimit import (
     BaseLimiter,
+    BudgetStore,
+    Grant,
     LocalLimiter,
-    Pacing,
-    Priority,
+    MemoryStore,
     RateLimitStatus,
-    Ticket,
 )
 from .errors import ConfigurationError
 
@@ -40,57 +51,85 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BaseLimiter",
+    "BudgetStore",
+    "Grant",
     "LocalLimiter",
+    "MemoryStore",
     "Pacing",
     "Priority",
     "RateLimitStatus",
     "RedisLimiter",
-    "Ticket",
+    "RedisStore",
 ]
 
-# One script per operation; each runs atomically in Redis. State per budget:
-#   KEYS[1] a hash {limit, window_reset, window_end, granted, reported, paused_until}
-#   KEYS[2] a sorted set of grant ids scored by grant time (the sliding log)
+# One script per step; each runs atomically in Redis. State per budget:
+#   KEYS[1] a hash: limit, window_reset, window_start, window_end, announced_end,
+#           last_reset, server_period, granted, reported, reported_at, paused_until, next_at
+#   KEYS[2] a sorted set of grant ids scored by grant time (the log)
 #   KEYS[3] a sorted set of the grants still in flight (stale ones, from crashed
 #           processes, are dropped after STALE_SECONDS)
-# ARGV: now, period, margin, default limit, stale seconds, then the operation's own.
-# The window rules mirror _ratelimit.Budget line by line.
+# ARGV: now, period, margin, default limit, stale seconds, bulk reserve, then the step's own.
+# Each block mirrors the Budget method named in its comment.
 STALE_SECONDS = 600
-_ADVANCE = """
+_ADVANCE = f"""
 local h, z, f = KEYS[1], KEYS[2], KEYS[3]
 local now, period, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', z, '-inf', now - period)
-redis.call('ZREMRANGEBYSCORE', f, '-inf', now - tonumber(ARGV[5]))
-local s = redis.call('HMGET', h, 'limit', 'window_reset', 'window_end', 'granted', 'reported',
-                     'paused_until')
+local fraction, tol = tonumber(ARGV[6]), {RELATIVE_TOLERANCE!r}
+local s = redis.call('HMGET', h, 'limit', 'window_reset', 'window_start', 'window_end',
+  'announced_end', 'last_reset', 'server_period', 'granted', 'reported', 'reported_at',
+  'paused_until', 'next_at')
 local limit = tonumber(s[1]) or tonumber(ARGV[4])
-local window_reset, window_end = tonumber(s[2]), tonumber(s[3])
-local granted, reported = tonumber(s[4]) or 0, tonumber(s[5]) or 0
-local paused = tonumber(s[6]) or 0
+local window_reset, window_start, window_end = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+local announced_end, last_reset, server_period = tonumber(s[5]), tonumber(s[6]), tonumber(s[7])
+local granted, reported = tonumber(s[8]) or 0, tonumber(s[9]) or 0
+local reported_at, paused = tonumber(s[10]) or 0, tonumber(s[11]) or 0
+local next_at = tonumber(s[12]) or 0
+local length = server_period or period
+-- Budget._advance
+redis.call('ZREMRANGEBYSCORE', z, '-inf', now - math.max(period, server_period or 0))
+redis.call('ZREMRANGEBYSCORE', f, '-inf', now - tonumber(ARGV[5]))
 if window_end and now >= window_end + margin then
-  local skipped = math.max(1, math.ceil((now - window_end) / period))
-  window_end = window_end + skipped * period
+  local skipped = math.max(1, math.ceil((now - window_end) / length))
+  window_start = window_end + (skipped - 1) * length
+  window_end = window_end + skipped * length
   window_reset, granted, reported = nil, redis.call('ZCARD', f), 0
-  redis.call('HSET', h, 'window_end', tostring(window_end), 'granted', granted, 'reported', 0)
+  redis.call('HSET', h, 'window_start', tostring(window_start), 'window_end',
+    tostring(window_end), 'granted', granted, 'reported', 0)
   redis.call('HDEL', h, 'window_reset')
 end
+-- Budget.used
 local used
 if window_end then used = math.max(granted, reported)
-else used = redis.call('ZCOUNT', z, '(' .. tostring(now - period), '+inf') end
-local ttl = math.ceil(math.max(period, tonumber(ARGV[5])) * 2000)
+else
+  used = redis.call('ZCOUNT', z, '(' .. tostring(now - period), '+inf')
+  if now < reported_at + period then used = math.max(used, reported) end
+end
+local reserve = math.ceil(limit * fraction - 1e-9)
+local ttl = math.ceil(math.max(period, length, tonumber(ARGV[5])) * 2000)
 redis.call('PEXPIRE', h, ttl)
+local function snapshot()
+  return {{tostring(limit), tostring(math.max(0, limit - used)), tostring(window_end or ''),
+    tostring(length), tostring(reserve)}}
+end
 """
 
+# Budget.try_take. ARGV[7] priority, ARGV[8] grant id, ARGV[9] "smooth" or "burst".
 _TAKE = (
     _ADVANCE
     + """
-local reserve = 0
-if ARGV[6] == 'bulk' then reserve = math.ceil(limit * tonumber(ARGV[7]) - 1e-9) end
 if now < paused then return tostring(paused) end
-if limit - used - reserve > 0 then
+if ARGV[9] == 'smooth' and now < next_at then return tostring(next_at) end
+local hold = 0
+if ARGV[7] == 'bulk' then hold = reserve end
+if limit - used - hold > 0 then
   redis.call('ZADD', z, now, ARGV[8])
   redis.call('ZADD', f, now, ARGV[8])
   redis.call('HSET', h, 'granted', granted + 1)
+  if ARGV[9] == 'smooth' then
+    local time_left = length
+    if window_end and window_end > now then time_left = window_end - now end
+    redis.call('HSET', h, 'next_at', tostring(now + time_left / math.max(1, limit - used)))
+  end
   redis.call('PEXPIRE', z, ttl)
   redis.call('PEXPIRE', f, ttl)
   return false
@@ -102,14 +141,15 @@ return tostring(now)
 """
 )
 
+# Budget.give_back. ARGV[7] grant id.
 _GIVE_BACK = (
     _ADVANCE
     + """
-redis.call('ZREM', f, ARGV[6])
-local t = redis.call('ZSCORE', z, ARGV[6])
+redis.call('ZREM', f, ARGV[7])
+local t = redis.call('ZSCORE', z, ARGV[7])
 if t then
-  redis.call('ZREM', z, ARGV[6])
-  if (not window_end) or tonumber(t) >= window_end - period then
+  redis.call('ZREM', z, ARGV[7])
+  if (not window_start) or tonumber(t) >= window_start then
     redis.call('HSET', h, 'granted', math.max(0, granted - 1))
   end
 end
@@ -117,48 +157,196 @@ return false
 """
 )
 
+# Budget.observe and Budget.finish. ARGV[7] grant id, then limit, remaining, reset
+# epoch, reset at, relative ("1" or "") of the answer (empty strings when absent).
 _FINISH = (
     _ADVANCE
     + """
-local info_limit, remaining = tonumber(ARGV[7]), tonumber(ARGV[8])
-local reset_epoch, reset_at = tonumber(ARGV[9]), tonumber(ARGV[10])
+local info_limit, remaining = tonumber(ARGV[8]), tonumber(ARGV[9])
+local epoch, reset_at, relative = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12] == '1'
 if remaining then
   if info_limit and info_limit > 0 then
     limit = info_limit
     redis.call('HSET', h, 'limit', limit)
   end
   local used_now = math.max(0, limit - remaining)
-  if (not reset_epoch) or (not reset_at) then
-    redis.call('HSET', h, 'reported', math.max(reported, used_now))
-  elseif window_reset and reset_epoch == window_reset then
-    redis.call('HSET', h, 'reported', math.max(reported, used_now))
-  elseif (not window_reset or reset_epoch > window_reset) and reset_at + margin > now then
-    local start = reset_at - period
-    local ours = redis.call('ZCOUNT', z, tostring(start), '+inf')
-    ours = ours + redis.call('ZCOUNT', f, '-inf', '(' .. tostring(start))
-    redis.call('HSET', h, 'granted', ours, 'reported', used_now,
-               'window_reset', tostring(reset_epoch), 'window_end', tostring(reset_at))
+  local slack = 0
+  if relative then slack = tol end
+  if epoch and window_reset and (epoch == window_reset or
+      (relative and math.abs(epoch - window_reset) <= tol)) then
+    reported = math.max(reported, used_now)
+    redis.call('HSET', h, 'reported', reported)
+  elseif (not epoch) or (not reset_at) then
+    reported = math.max(reported, used_now)
+    redis.call('HSET', h, 'reported', reported, 'reported_at', tostring(now))
+  elseif (last_reset and epoch < last_reset - slack) or reset_at + margin <= now then
+    -- A late answer, from a window already over. Its request was counted in the
+    -- current window if it was still in flight when this one began: it was not.
+    local t = tonumber(redis.call('ZSCORE', f, ARGV[7]))
+    if t and window_start and t < window_start then
+      granted = math.max(0, granted - 1)
+      redis.call('HSET', h, 'granted', granted)
+    end
+  else
+    if last_reset and epoch - last_reset > 2 * slack then
+      local step = epoch - last_reset
+      if server_period then server_period = math.min(server_period, step)
+      else server_period = step end
+      redis.call('HSET', h, 'server_period', tostring(server_period))
+      length = server_period
+    end
+    local start = reset_at - length
+    if announced_end then start = math.max(start, announced_end) end
+    granted = redis.call('ZCOUNT', z, tostring(start), '+inf')
+    granted = granted + redis.call('ZCOUNT', f, '-inf', '(' .. tostring(start))
+    reported, window_end = used_now, reset_at
+    redis.call('HSET', h, 'granted', granted, 'reported', used_now,
+      'reported_at', tostring(now), 'window_reset', tostring(epoch),
+      'window_start', tostring(start), 'window_end', tostring(reset_at),
+      'announced_end', tostring(reset_at), 'last_reset', tostring(epoch))
   end
+  if window_end then used = math.max(granted, reported) else used = math.max(used, reported) end
+  reserve = math.ceil(limit * fraction - 1e-9)
 end
-redis.call('ZREM', f, ARGV[6])
-return false
+redis.call('ZREM', f, ARGV[7])
+return snapshot()
 """
 )
 
+# Budget.pause. ARGV[7] until.
 _PAUSE = (
     _ADVANCE
     + """
-redis.call('HSET', h, 'paused_until', tostring(math.max(paused, tonumber(ARGV[6]))))
+redis.call('HSET', h, 'paused_until', tostring(math.max(paused, tonumber(ARGV[7]))))
 return false
 """
 )
 
-_SNAPSHOT = (
-    _ADVANCE
-    + """
-return {tostring(limit), tostring(math.max(0, limit - used)), tostring(window_end or '')}
-"""
-)
+# Budget.snapshot.
+_SNAPSHOT = _ADVANCE + "\nreturn snapshot()\n"
+
+
+class RedisStore:
+    """A budget store in Redis, shared by every process that uses the same key.
+
+    Each step is one atomic Lua script. The API key is stored only as part of a
+    SHA-256 digest naming the keys.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        base_url: str,
+        api_key: str,
+        prefix: str,
+        rate_limit: int,
+        rate_period: float,
+        pacing: Pacing,
+        bulk_reserve: float,
+        reset_margin: float,
+    ) -> None:
+        digest = hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:24]
+        self.keys = [f"{prefix}:{digest}", f"{prefix}:{digest}:log", f"{prefix}:{digest}:flight"]
+        self._redis = redis
+        self._base = [
+            "",  # now, filled in per call
+            repr(float(rate_period)),
+            repr(float(reset_margin)),
+            str(rate_limit),
+            str(STALE_SECONDS),
+            repr(float(bulk_reserve)),
+        ]
+        self._pacing = pacing
+        self._seen = BudgetSnapshot(
+            rate_limit,
+            rate_limit,
+            None,
+            float(rate_period),
+            reserve_size(rate_limit, bulk_reserve),
+        )
+        self._scripts = {
+            name: redis.register_script(source)
+            for name, source in {
+                "take": _TAKE,
+                "give_back": _GIVE_BACK,
+                "finish": _FINISH,
+                "pause": _PAUSE,
+                "snapshot": _SNAPSHOT,
+            }.items()
+        }
+
+    async def _run(self, name: str, now: float, *args: str) -> object:
+        base = [repr(now), *self._base[1:]]
+        return await self._scripts[name](keys=self.keys, args=[*base, *args])
+
+    async def take(self, priority: Priority, grant_id: str, now: float) -> float | None:
+        """See :class:`BudgetStore`; a cancelled call gives back what it may have taken."""
+        call = asyncio.ensure_future(self._run("take", now, priority, grant_id, self._pacing))
+        try:
+            result = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The script may have granted already: let it finish, then undo the grant.
+            if (
+                not call.cancelled()
+                and (await asyncio.gather(call, return_exceptions=True))[0] is None
+            ):
+                await self.give_back(grant_id, now, now)
+            raise
+        return None if result is None else float(_text(result))
+
+    async def give_back(self, grant_id: str, granted_at: float, now: float) -> None:
+        """See :class:`BudgetStore`."""
+        await self._run("give_back", now, grant_id)
+
+    async def finish(
+        self, grant_id: str, granted_at: float, info: RateLimitInfo | None, now: float
+    ) -> None:
+        """See :class:`BudgetStore`; also refreshes what :meth:`last_snapshot` says."""
+        if info is None:
+            fields = ["", "", "", "", ""]
+        else:
+            fields = [
+                "" if info.limit is None else str(info.limit),
+                str(info.remaining),
+                "" if info.reset_epoch is None else repr(info.reset_epoch),
+                "" if info.reset_at is None else repr(info.reset_at),
+                "1" if info.relative else "",
+            ]
+        self._seen = _snapshot(await self._run("finish", now, grant_id, *fields))
+
+    async def pause(self, until: float, now: float) -> None:
+        """See :class:`BudgetStore`."""
+        await self._run("pause", now, repr(until))
+
+    async def snapshot(self, now: float) -> BudgetSnapshot:
+        """See :class:`BudgetStore`."""
+        self._seen = _snapshot(await self._run("snapshot", now))
+        return self._seen
+
+    def last_snapshot(self) -> BudgetSnapshot:
+        """See :class:`BudgetStore`: the budget as of this process's last step."""
+        return self._seen
+
+    async def reset(self) -> None:
+        """Forget the shared state (for tests and after changing the key's plan)."""
+        await self._redis.delete(*self.keys)
+
+
+def _snapshot(result: object) -> BudgetSnapshot:
+    assert isinstance(result, list)
+    limit, remaining, window_end, length, reserve = (_text(v) for v in result)
+    return BudgetSnapshot(
+        int(float(limit)),
+        int(float(remaining)),
+        float(window_end) if window_end else None,
+        float(length),
+        int(float(reserve)),
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisLimiter(BaseLimiter):
@@ -197,107 +385,39 @@ class RedisLimiter(BaseLimiter):
         reset_margin: float = DEFAULT_RESET_MARGIN,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(
+        if importlib.util.find_spec("redis") is None:  # pragma: no cover - environment
+            raise ConfigurationError(
+                "RedisLimiter needs redis-py: pip install 'cloudonex-async[redis]'"
+            )
+        check_budget_settings(rate_limit, rate_period, pacing, bulk_reserve)
+        store = RedisStore(
+            redis,
+            base_url=base_url,
+            api_key=api_key,
+            prefix=prefix,
             rate_limit=rate_limit,
             rate_period=rate_period,
             pacing=pacing,
             bulk_reserve=bulk_reserve,
             reset_margin=reset_margin,
-            clock=clock,
         )
-        if importlib.util.find_spec("redis") is None:  # pragma: no cover - environment
-            raise ConfigurationError(
-                "RedisLimiter needs redis-py: pip install 'cloudonex-async[redis]'"
-            )
-        digest = hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:24]
-        self._keys = [f"{prefix}:{digest}", f"{prefix}:{digest}:log", f"{prefix}:{digest}:flight"]
-        self._redis = redis
-        # Unique across every process that shares the key's flight set (pid read per
-        # ticket: a limiter built before a fork stays unique in the children).
-        self._ticket_ids = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
-        self._seen: tuple[int, int, float | None] = (rate_limit, rate_limit, None)
-        self._scripts = {
-            name: redis.register_script(source)
-            for name, source in {
-                "take": _TAKE,
-                "give_back": _GIVE_BACK,
-                "finish": _FINISH,
-                "pause": _PAUSE,
-                "snapshot": _SNAPSHOT,
-            }.items()
-        }
-
-    async def _run(self, name: str, now: float, *args: str | int) -> object:
-        base: list[str | int] = [
-            repr(now),
-            repr(self.rate_period),
-            repr(self.reset_margin),
-            self.rate_limit,
-            STALE_SECONDS,
-        ]
-        return await self._scripts[name](keys=self._keys, args=[*base, *args])
-
-    async def _try_take(self, priority: Priority, ticket_id: str, now: float) -> float | None:
-        call = asyncio.ensure_future(
-            self._run("take", now, priority, repr(self.bulk_reserve), ticket_id)
+        super().__init__(
+            store,
+            rate_limit=rate_limit,
+            rate_period=rate_period,
+            pacing=pacing,
+            bulk_reserve=bulk_reserve,
+            reset_margin=reset_margin,
+            clock=clock or SYSTEM_CLOCK,
         )
-        try:
-            result = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The script may have granted already: let it finish, then undo the grant.
-            if (
-                not call.cancelled()
-                and (await asyncio.gather(call, return_exceptions=True))[0] is None
-            ):
-                await self._give_back(Ticket(id=ticket_id, granted_at=now, priority=priority))
-            raise
-        return None if result is None else float(_text(result))
-
-    async def _give_back(self, ticket: Ticket) -> None:
-        await self._run("give_back", self.clock.time(), ticket.id)
-
-    async def _finish(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
-        def opt(value: float | None) -> str:
-            return repr(value) if value is not None else ""
-
-        if info is None:
-            await self._run("finish", self.clock.time(), ticket.id, "", "", "", "")
-            return False
-        await self._run(
-            "finish",
-            self.clock.time(),
-            ticket.id,
-            info.limit if info.limit is not None else "",
-            info.remaining,
-            opt(info.reset_epoch),
-            opt(info.reset_at),
-        )
-        return info.limit is not None and info.limit > self._seen[0]
-
-    async def _pause(self, until: float) -> None:
-        await self._run("pause", self.clock.time(), repr(until))
-
-    async def _snapshot(self, now: float) -> tuple[int, int, float | None]:
-        result = await self._run("snapshot", now)
-        assert isinstance(result, list)
-        limit, remaining, window_end = (_text(v) for v in result)
-        self._seen = (
-            int(float(limit)),
-            int(float(remaining)),
-            float(window_end) if window_end else None,
-        )
-        return self._seen
-
-    def _last_snapshot(self) -> tuple[int, int, float | None]:
-        return self._seen
+        self._redis_store = store
+        # Unique across every process that shares the key's flight set (the pid is
+        # read per id, so a limiter built before a fork stays unique in the children).
+        self._grant_ids = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
 
     async def reset(self) -> None:
         """Forget the shared state (for tests and after changing the key's plan)."""
-        await self._redis.delete(*self._keys)
+        await self._redis_store.reset()
 
     def __repr__(self) -> str:
         return f"RedisLimiter(rate_limit={self.rate_limit}, rate_period={self.rate_period})"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import attrs
 import pytest
 
 from cloudonex_async import (
@@ -192,13 +193,21 @@ async def test_progress_reports_counts_and_an_eta(
 
 def test_eta_follows_the_budget_not_the_request_rate() -> None:
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    status = RateLimitStatus(limit=1000, remaining=1000, reset_at=now + timedelta(hours=1))
-    eta = estimate_eta(5000, status, now=now.timestamp(), period=3600, rate=50.0, reserve=0)
+    status = RateLimitStatus(
+        limit=1000, remaining=1000, reset_at=now + timedelta(hours=1), window_seconds=3600
+    )
+    eta = estimate_eta(5000, status, now=now.timestamp(), rate=50.0)
     assert 4 * 3600 <= eta <= 5 * 3600  # about five hours, not 5000 / 50 = 100 s
-    eta = estimate_eta(500, status, now=now.timestamp(), period=3600, rate=50.0, reserve=0)
+    eta = estimate_eta(500, status, now=now.timestamp(), rate=50.0)
     assert eta == pytest.approx(10.0)
-    eta = estimate_eta(950, status, now=now.timestamp(), period=3600, rate=50.0, reserve=100)
+    reserved = attrs.evolve(status, reserve=100)
+    eta = estimate_eta(950, reserved, now=now.timestamp(), rate=50.0)
     assert eta > 3600  # the reserve is not the job's to spend
+    short = attrs.evolve(
+        status, limit=50, remaining=0, reset_at=now + timedelta(seconds=2), window_seconds=5
+    )
+    eta = estimate_eta(250, short, now=now.timestamp(), rate=None)
+    assert eta == pytest.approx(2 + 4 * 5)  # the server's 5 s windows, not the hour
 
 
 async def test_a_journal_makes_a_rerun_skip_what_was_done(

@@ -11,6 +11,7 @@ import pytest
 from cloudonex_async import errors
 from cloudonex_async._profile import make_profile
 from cloudonex_async._protocol import (
+    Envelope,
     RawResponse,
     Request,
     build_request,
@@ -41,7 +42,20 @@ def answer(
         profile="shipped",
         path=path,
     )
-    return RawResponse(status, headers or {}, payload, method, request.display_url, request)
+    return RawResponse(status, headers or {}, payload, request)
+
+
+NOW = 1_700_000_000.0
+
+
+def parse(response: RawResponse) -> Envelope:
+    """The envelope of an answer, or its error raised."""
+    return parse_response(response, NOW).unwrap()
+
+
+def profile_of(response: RawResponse) -> str:
+    """The profile the probe's answer names, or its error raised."""
+    return detect_profile(response, NOW).unwrap()
 
 
 @pytest.mark.parametrize(
@@ -91,48 +105,48 @@ def test_profiles_and_their_overrides() -> None:
 def test_an_html_404_is_a_missing_route_not_a_missing_record() -> None:
     for body in (APACHE_404, b""):
         with pytest.raises(errors.RouteNotFoundError) as info:
-            parse_response(answer(404, body, method="DELETE", path="customers/7"))
+            parse(answer(404, body, method="DELETE", path="customers/7"))
         assert not isinstance(info.value, errors.NotFoundError)
         assert "route_style='ng'" in str(info.value)
     with pytest.raises(errors.NotFoundError):
-        parse_response(answer(404, {"success": False, "message": "Customer not found"}))
+        parse(answer(404, {"success": False, "message": "Customer not found"}))
 
 
 @pytest.mark.parametrize("status", [200, 404])
 @pytest.mark.parametrize("message", ["Unknown resources requested!", "Unknown Method!"])
 def test_what_a_build_lacks_is_unsupported(status: int, message: str) -> None:
     with pytest.raises(errors.UnsupportedError) as info:
-        parse_response(answer(status, {"error": True, "message": message}, path="invoices"))
+        parse(answer(status, {"error": True, "message": message}, path="invoices"))
     assert (info.value.resource, info.value.profile) == ("invoices", "shipped")
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 def test_an_empty_200_to_an_update_or_delete_is_unsupported(method: str) -> None:
     with pytest.raises(errors.UnsupportedError, match="did nothing"):
-        parse_response(answer(200, b"", method=method, path="customer/3"))
+        parse(answer(200, b"", method=method, path="customer/3"))
 
 
 def test_an_empty_200_to_a_create_is_unconfirmed_not_unsupported() -> None:
     # The record may exist (a host that stored it and then lost the answer).
     with pytest.raises(errors.ResponseParseError, match="did not confirm"):
-        parse_response(answer(200, b"", method="POST"))
+        parse(answer(200, b"", method="POST"))
 
 
 def test_a_legacy_failure_to_a_json_body_points_to_form_bodies() -> None:
     body = {"error": True, "message": ["Account Name is required"]}
     with pytest.raises(errors.ValidationError, match="body_encoding='form'"):
-        parse_response(answer(200, body, method="POST", path="customer", encoding="json"))
+        parse(answer(200, body, method="POST", path="customer", encoding="json"))
     with pytest.raises(errors.ValidationError) as form:
-        parse_response(answer(200, body, method="POST", path="customer", encoding="form"))
+        parse(answer(200, body, method="POST", path="customer", encoding="form"))
     assert "body_encoding" not in str(form.value)
 
 
 def test_a_not_found_message_on_a_create_is_a_validation_error() -> None:
     body = {"error": True, "message": ["Customer Not Found"]}
     with pytest.raises(errors.ValidationError):
-        parse_response(answer(200, body, method="POST", path="invoice", encoding="form"))
+        parse(answer(200, body, method="POST", path="invoice", encoding="form"))
     with pytest.raises(errors.NotFoundError):
-        parse_response(answer(200, {"error": True, "message": "Invoice not found!"}, method="PUT"))
+        parse(answer(200, {"error": True, "message": "Invoice not found!"}, method="PUT"))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +161,7 @@ def test_a_not_found_message_on_a_create_is_a_validation_error() -> None:
     ],
 )
 def test_detect_profile(status: int, body: object, headers: dict[str, str], profile: str) -> None:
-    assert detect_profile(answer(status, body, headers=headers)) == profile
+    assert profile_of(answer(status, body, headers=headers)) == profile
 
 
 @pytest.mark.parametrize(
@@ -163,7 +177,7 @@ def test_detect_profile_raises_for_answers_that_are_not_the_api(
     status: int, body: object, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        detect_profile(answer(status, body))
+        profile_of(answer(status, body))
 
 
 def test_a_shipped_invoice_maps_onto_the_model_and_keeps_the_rest() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from decimal import Decimal
+from email.utils import formatdate
 
 import pytest
 from hypothesis import given
@@ -12,10 +13,12 @@ from hypothesis import strategies as st
 
 from cloudonex_async import errors
 from cloudonex_async._protocol import (
+    Envelope,
     JSONValue,
     PageInfo,
     RateLimitInfo,
     RawResponse,
+    Request,
     RetryPolicy,
     build_request,
     created_id,
@@ -25,6 +28,7 @@ from cloudonex_async._protocol import (
     normalize_base_url,
     outcome_unknown,
     parse_response,
+    parse_retry_after,
     read_page,
     redact,
     retry_decision,
@@ -34,16 +38,34 @@ from cloudonex_async._protocol import (
 KEY = "s3cr3t/key+value"
 
 
-def raw(status: int, body: object | bytes, headers: dict[str, str] | None = None) -> RawResponse:
+NOW = 1_700_000_000.0
+
+
+def request_for(method: str = "GET", path: str = "customers") -> Request:
+    url = f"https://x.test/api/v2/{path}"
+    return Request(method, url, url, path=path)
+
+
+def raw(
+    status: int,
+    body: object | bytes,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+) -> RawResponse:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return RawResponse(status, headers or {}, payload, "GET", "https://x.test/api/v2/customers")
+    return RawResponse(status, headers or {}, payload, request_for(method))
+
+
+def parse(response: RawResponse, now: float = NOW) -> Envelope:
+    """The envelope of an answer, or its error raised."""
+    return parse_response(response, now).unwrap()
 
 
 # -- envelopes -----------------------------------------------------------------------
 
 
 def test_documented_envelope_gives_data_message_and_meta() -> None:
-    envelope = parse_response(
+    envelope = parse(
         raw(200, {"success": True, "data": [1], "message": "ok", "meta": {"total_pages": 2}})
     )
     assert envelope.data == [1]
@@ -60,11 +82,11 @@ def test_documented_envelope_gives_data_message_and_meta() -> None:
     ],
 )
 def test_legacy_success_shapes(body: object, data: object) -> None:
-    assert parse_response(raw(200, body)).data == data
+    assert parse(raw(200, body)).data == data
 
 
 def test_fractional_numbers_decode_as_decimal_not_float() -> None:
-    envelope = parse_response(raw(200, b'{"success": true, "data": {"amount": 1500.10}}'))
+    envelope = parse(raw(200, b'{"success": true, "data": {"amount": 1500.10}}'))
     assert envelope.data == {"amount": Decimal("1500.10")}
     assert str(envelope.data["amount"]) == "1500.10"  # type: ignore[index]
 
@@ -85,7 +107,7 @@ def test_fractional_numbers_decode_as_decimal_not_float() -> None:
 def test_status_maps_to_error_class(status: int, cls: type[errors.APIError]) -> None:
     body = {"success": False, "errors": {"email": "Invalid email format"}, "message": "Nope"}
     with pytest.raises(cls) as info:
-        parse_response(raw(status, body))
+        parse(raw(status, body))
     assert type(info.value) is cls
     assert info.value.status == status
     assert info.value.errors == {"email": "Invalid email format"}
@@ -94,26 +116,26 @@ def test_status_maps_to_error_class(status: int, cls: type[errors.APIError]) -> 
 
 def test_legacy_failure_at_200_with_message_list_is_validation_error() -> None:
     body = {"error": True, "message": ["Invalid Date", "Date Parsing Error"]}
-    response = RawResponse(200, {}, json.dumps(body).encode(), "POST", "u")
+    response = raw(200, body, method="POST")
     with pytest.raises(errors.ValidationError) as info:
-        parse_response(response)
+        parse(response)
     assert info.value.errors == {"0": "Invalid Date", "1": "Date Parsing Error"}
     assert "Invalid Date; Date Parsing Error" in info.value.message
 
 
 def test_legacy_not_found_at_200_is_not_found() -> None:
     with pytest.raises(errors.NotFoundError):
-        parse_response(raw(200, {"error": True, "message": "Invoice not found!"}))
+        parse(raw(200, {"error": True, "message": "Invoice not found!"}))
 
 
 def test_success_false_at_200_is_an_error_even_without_message() -> None:
     with pytest.raises(errors.APIError, match="without a message"):
-        parse_response(raw(200, {"success": False}))
+        parse(raw(200, {"success": False}))
 
 
 def test_errors_as_list() -> None:
     with pytest.raises(errors.ValidationError) as info:
-        parse_response(raw(400, {"success": False, "errors": ["a", "b"], "message": "bad"}))
+        parse(raw(400, {"success": False, "errors": ["a", "b"], "message": "bad"}))
     assert info.value.errors == {"0": "a", "1": "b"}
 
 
@@ -131,7 +153,7 @@ def test_bodies_that_are_not_json_say_so_with_an_excerpt(
     status: int, body: bytes, cls: type[errors.CloudOnexError], quoted: str
 ) -> None:
     with pytest.raises(cls) as info:
-        parse_response(raw(status, body))
+        parse(raw(status, body))
     assert quoted in str(info.value)
     assert str(status) in str(info.value)
 
@@ -144,14 +166,14 @@ PHP_WARNING = (
 
 def test_json_after_a_php_warning_is_read() -> None:
     body = PHP_WARNING + b'{"error":false,"contact_id":"12","message":"Account Created"}'
-    envelope = parse_response(raw(200, body))
+    envelope = parse(raw(200, body))
     assert created_id(envelope.data, ("id", "contact_id")) == 12
 
 
 def test_a_failure_after_a_php_warning_is_still_a_failure() -> None:
     body = PHP_WARNING + b'{"error":true,"message":["Invalid Date"]}'
     with pytest.raises(errors.APIError, match="Invalid Date"):
-        parse_response(raw(200, body))
+        parse(raw(200, body))
 
 
 @pytest.mark.parametrize(
@@ -179,12 +201,12 @@ def test_any_object_behind_a_warning_is_found(warning: str, value: dict[str, obj
 
 def test_excerpt_is_bounded() -> None:
     with pytest.raises(errors.ResponseParseError) as info:
-        parse_response(raw(200, b"<html>" + b"x" * 5000))
+        parse(raw(200, b"<html>" + b"x" * 5000))
     assert len(info.value.body_excerpt) <= 200
 
 
 def test_204_without_body_is_success() -> None:
-    assert parse_response(RawResponse(204, {}, b"", "DELETE", "u")).data is None
+    assert parse(raw(204, b"", method="DELETE")).data is None
 
 
 def test_429_carries_retry_after_and_reset() -> None:
@@ -195,7 +217,7 @@ def test_429_carries_retry_after_and_reset() -> None:
         "X-RateLimit-Reset": "1516131220",
     }
     with pytest.raises(errors.RateLimitError) as info:
-        parse_response(raw(429, {"success": False, "message": "slow down"}, headers))
+        parse(raw(429, {"success": False, "message": "slow down"}, headers))
     assert info.value.retry_after == 30
     assert info.value.limit == 1000
     assert info.value.reset_at is not None
@@ -205,7 +227,7 @@ def test_429_carries_retry_after_and_reset() -> None:
 @given(status=st.integers(100, 599), body=st.binary(max_size=300))
 def test_any_answer_parses_or_raises_a_library_error(status: int, body: bytes) -> None:
     try:
-        parse_response(RawResponse(status, {}, body, "GET", "u"))
+        parse(raw(status, body))
     except errors.CloudOnexError:
         pass
 
@@ -213,7 +235,7 @@ def test_any_answer_parses_or_raises_a_library_error(status: int, body: bytes) -
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=2))
 def test_money_survives_the_wire_exactly(amount: Decimal) -> None:
     body = json.dumps({"success": True, "data": {"amount": str(amount)}}).encode()
-    data = parse_response(RawResponse(200, {}, body)).data
+    data = parse(raw(200, body)).data
     assert isinstance(data, dict)
     assert Decimal(str(data["amount"])) == amount
 
@@ -413,7 +435,6 @@ def server_error(status: int, headers: dict[str, str] | None = None) -> errors.S
         ("POST", errors.RequestTimeoutError("slow"), False),
         ("POST", errors.TransportError("refused", request_sent=False), True),
         ("POST", errors.RateLimitError("429"), True),
-        ("POST", server_error(503, {"Retry-After": "2"}), True),
         ("POST", server_error(503), False),
     ],
 )
@@ -422,6 +443,29 @@ def test_retry_decisions(method: str, error: errors.CloudOnexError, retry: bool)
         method=method, attempt=1, error=error, policy=POLICY, rng=random.Random(1)
     )
     assert decision.retry is retry
+
+
+def test_a_503_with_retry_after_is_retried_even_for_a_post() -> None:
+    decision = retry_decision(
+        method="POST",
+        attempt=1,
+        error=server_error(503),
+        policy=POLICY,
+        rng=random.Random(1),
+        retry_after=2.0,
+    )
+    assert (decision.retry, decision.delay) == (True, 2.0)
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date_against_now() -> None:
+    assert parse_retry_after({"Retry-After": " 7 "}, NOW) == 7.0
+    dated = {"Retry-After": formatdate(NOW + 30, usegmt=True)}
+    assert parse_retry_after(dated, NOW) == pytest.approx(30.0)
+    # A server clock 100 s ahead (its Date header) moves the date onto ours.
+    skewed = {**dated, "Date": formatdate(NOW + 100, usegmt=True)}
+    assert parse_retry_after(skewed, NOW) == pytest.approx(0.0)
+    assert parse_retry_after({"Retry-After": "soon"}, NOW) is None
+    assert parse_retry_after({"Retry-After": "inf"}, NOW) is None
 
 
 def test_retries_stop_at_the_attempt_bound() -> None:
@@ -458,9 +502,7 @@ def test_uncertain_post_outcomes_become_outcome_unknown() -> None:
 
 
 def page(items: int, **meta: object) -> PageInfo:
-    envelope = parse_response(
-        raw(200, {"success": True, "data": [{"id": i} for i in range(items)], **meta})
-    )
+    envelope = parse(raw(200, {"success": True, "data": [{"id": i} for i in range(items)], **meta}))
     return read_page(envelope)
 
 
@@ -484,7 +526,7 @@ def test_end_of_listing(info: PageInfo, number: int, last: bool) -> None:
 
 
 def test_paginator_object_inside_data_is_read() -> None:
-    envelope = parse_response(
+    envelope = parse(
         raw(
             200, {"success": True, "data": {"current_page": 1, "data": [{"id": 1}], "last_page": 4}}
         )

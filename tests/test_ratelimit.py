@@ -1,9 +1,13 @@
-"""The budget: the pure window model, the limiter on a fake clock, and the sandbox."""
+"""The limiter on a fake clock, and the budget against the sandbox.
+
+The window rules themselves are tested store by store in ``test_budget_stores.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import Counter
 
 import pytest
@@ -11,13 +15,14 @@ import pytest
 from cloudonex_async import (
     Client,
     ConfigurationError,
+    Event,
+    Grant,
     LocalLimiter,
     OutcomeUnknownError,
     RateLimitError,
-    RateLimitInfo,
     RetryPolicy,
 )
-from cloudonex_async._ratelimit import Budget
+from cloudonex_async._ratelimit import BaseLimiter, Slots
 from cloudonex_async.testing import FakeClock, Faults, SandboxServer
 
 from .conftest import ClientFactory, SandboxFactory, wait_until
@@ -25,86 +30,12 @@ from .conftest import ClientFactory, SandboxFactory, wait_until
 T0 = 1_700_000_000.0
 
 
-def info(remaining: int, reset: float, limit: int = 10) -> RateLimitInfo:
-    return RateLimitInfo(remaining=remaining, limit=limit, reset_epoch=reset, reset_at=reset)
-
-
-# -- Budget: pure ----------------------------------------------------------------------
-
-
-def test_before_any_response_no_window_of_rate_period_holds_more_than_rate_limit() -> None:
-    budget = Budget(limit=5, period=10.0, bulk_reserve=0.0)
-    times: list[float] = []
-    now = T0
-    while len(times) < 30:
-        if budget.try_take(now):
-            times.append(now)
-        else:
-            now = budget.next_refill(now)
-    for start in times:
-        assert sum(1 for t in times if start <= t < start + 10.0) <= 5
-
-
-def test_server_reports_only_lower_the_estimate_within_a_window() -> None:
-    budget = Budget(limit=10, period=60.0, bulk_reserve=0.0)
-    for _ in range(3):
-        assert budget.try_take(T0)
-    budget.observe(info(8, T0 + 30), T0)  # answered second: the server counted two
-    assert budget.available(T0) == 7  # our three grants win over its two
-    budget.observe(info(9, T0 + 30), T0)  # a late answer from before: ignored
-    assert budget.available(T0) == 7
-    budget.observe(info(2, T0 + 30), T0)  # someone else used the key too
-    assert budget.available(T0) == 2
-
-
-def test_the_window_rolls_over_at_reset_plus_margin() -> None:
-    budget = Budget(limit=10, period=60.0, bulk_reserve=0.0, margin=0.05)
-    assert budget.try_take(T0)
-    budget.observe(info(0, T0 + 30), T0)
-    assert budget.available(T0 + 29) == 0
-    assert budget.next_refill(T0 + 29) == T0 + 30.05
-    assert budget.available(T0 + 30.05) == 9  # still in flight: it may land in the new window
-    budget.finish(T0)
-    assert budget.available(T0 + 30.05) == 9  # ... and it may have: only a report tells
-    assert budget.available(T0 + 90.05) == 10
-    budget.observe(info(5, T0 + 30), T0 + 91)  # a straggler from an old window
-    assert budget.available(T0 + 91) == 10
-
-
-def test_a_report_read_after_its_window_ended_goes_with_the_window() -> None:
-    budget = Budget(limit=10, period=60.0, bulk_reserve=0.0, margin=0.05)
-    assert budget.try_take(T0)
-    budget.observe(info(9, T0 + 30), T0)
-    budget.finish(T0)
-    budget.observe(info(0, T0 + 30), T0 + 31)  # that window, but read after its end
-    assert budget.available(T0 + 31) == 10
-
-
-def test_bulk_leaves_the_reserve() -> None:
-    budget = Budget(limit=20, period=60.0, bulk_reserve=0.1)
-    for _ in range(18):
-        assert budget.try_take(T0, "bulk")
-    assert not budget.try_take(T0, "bulk")
-    assert budget.available(T0, "bulk") == 0
-    assert budget.available(T0, "interactive") == 2
-    assert budget.try_take(T0, "interactive")
-
-
-def test_give_back_returns_an_unsent_grant() -> None:
-    budget = Budget(limit=2, period=60.0, bulk_reserve=0.0)
-    assert budget.try_take(T0)
-    assert budget.try_take(T0 + 1)
-    assert not budget.try_take(T0 + 1)
-    budget.give_back(T0 + 1)
-    assert budget.available(T0 + 1) == 1
-
-
-def test_pause_stops_everything_until_it_ends() -> None:
-    budget = Budget(limit=10, period=60.0)
-    budget.pause(T0 + 5)
-    assert budget.available(T0) == 0
-    assert budget.next_refill(T0) == T0 + 5
-    assert budget.available(T0 + 5) == 10
+async def take(limiter: BaseLimiter, **kwargs: object) -> Grant:
+    """A grant whose request is marked sent and then ended (spending the budget)."""
+    grant = await limiter.grant(**kwargs)  # type: ignore[arg-type]
+    async with grant:
+        grant.sent = True
+    return grant
 
 
 # -- the limiter on a fake clock -------------------------------------------------------
@@ -114,13 +45,13 @@ async def test_a_simulated_hour_passes_1000_then_the_1001st_waits_until_reset() 
     clock = FakeClock(T0)
     limiter = LocalLimiter(clock=clock)
     for _ in range(1000):
-        await limiter.acquire(max_wait=0)
+        await take(limiter, max_wait=0)
     assert clock.time() == T0
     with pytest.raises(RateLimitError) as error:
-        await limiter.acquire(max_wait=0)
+        await take(limiter, max_wait=0)
     assert error.value.reset_at is not None
     assert error.value.reset_at.timestamp() == pytest.approx(T0 + 3600)
-    await limiter.acquire()  # no bound: waits the hour out
+    await take(limiter)  # no bound: waits the hour out
     assert clock.time() >= T0 + 3600
     stats = await limiter.statistics()
     assert stats.requests_sent == 1001
@@ -132,60 +63,119 @@ async def test_interactive_waiters_go_first_and_bulk_keeps_the_reserve() -> None
     clock = FakeClock(T0)
     limiter = LocalLimiter(rate_limit=10, rate_period=60, bulk_reserve=0.2, clock=clock)
     for _ in range(8):
-        await limiter.acquire(priority="bulk", max_wait=0)
+        await take(limiter, priority="bulk", max_wait=0)
     with pytest.raises(RateLimitError):
-        await limiter.acquire(priority="bulk", max_wait=0)
-    await limiter.acquire(priority="interactive", max_wait=0)
-    await limiter.acquire(priority="interactive", max_wait=0)
+        await take(limiter, priority="bulk", max_wait=0)
+    await take(limiter, priority="interactive", max_wait=0)
+    await take(limiter, priority="interactive", max_wait=0)
     order: list[str] = []
 
-    async def take(name: str, priority: str) -> None:
-        await limiter.acquire(priority=priority)  # type: ignore[arg-type]
+    async def wait(name: str, priority: str) -> None:
+        await take(limiter, priority=priority)
         order.append(name)
 
-    bulk = asyncio.ensure_future(take("bulk", "bulk"))
+    bulk = asyncio.ensure_future(wait("bulk", "bulk"))
     await asyncio.sleep(0)
-    interactive = asyncio.ensure_future(take("interactive", "interactive"))
+    interactive = asyncio.ensure_future(wait("interactive", "interactive"))
     await asyncio.gather(bulk, interactive)
     assert order == ["interactive", "bulk"]
 
 
-async def test_cancelling_a_waiter_frees_its_place() -> None:
-    clock = FakeClock(T0)
-    limiter = LocalLimiter(rate_limit=1, rate_period=60, clock=clock)
-    await limiter.acquire()
-    waiter = asyncio.ensure_future(limiter.acquire())
+async def test_smooth_pacing_serves_an_interactive_call_before_queued_bulk_calls() -> None:
+    clock = FakeClock(T0, auto_advance=False)  # time moves only when the test says so
+    limiter = LocalLimiter(
+        rate_limit=100, rate_period=100, pacing="smooth", bulk_reserve=0.0, clock=clock
+    )
+    order: list[str] = []
+
+    async def call(name: str, priority: str) -> None:
+        await take(limiter, priority=priority)
+        order.append(name)
+
+    bulk = [asyncio.ensure_future(call(f"bulk{n}", "bulk")) for n in range(6)]
+    await wait_until(lambda: order == ["bulk0"] and clock.sleeping == 1)  # five queued
+    interactive = asyncio.ensure_future(call("interactive", "interactive"))
     await asyncio.sleep(0)
+    while len(order) < 7:
+        clock.advance(1.0)  # the pace: 100 s over 100 requests
+        await wait_until(lambda: clock.sleeping == 1 or len(order) == 7)
+    await asyncio.gather(*bulk, interactive)
+    assert order == ["bulk0", "interactive", *(f"bulk{n}" for n in range(1, 6))]
+    assert clock.time() == pytest.approx(T0 + 6)
+
+
+async def test_cancelling_a_waiter_frees_its_place_and_spends_nothing() -> None:
+    clock = FakeClock(T0, auto_advance=False)
+    limiter = LocalLimiter(rate_limit=1, rate_period=60, clock=clock)
+    await take(limiter)
+    waiter = asyncio.ensure_future(take(limiter))
+    await wait_until(lambda: clock.sleeping == 1)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert clock.time() < T0 + 60 or waiter.cancelled()
-    ticket = await limiter.acquire()  # the queue is empty again
-    assert ticket.priority == "interactive"
+    assert clock.sleeping == 0
+    stats = limiter.statistics_nowait()
+    assert stats.requests_sent == 1  # the cancelled waiter took nothing
+    assert limiter.grant_nowait() is None  # the budget is still spent...
+    clock.advance(60.05)
+    await take(limiter, max_wait=0)  # ...and nobody is queued ahead of the next caller
 
 
-async def test_refund_gives_the_budget_back() -> None:
+async def test_a_grant_that_never_left_gives_the_budget_back() -> None:
     limiter = LocalLimiter(rate_limit=1, rate_period=60, clock=FakeClock(T0))
-    ticket = await limiter.acquire()
-    await limiter.refund(ticket)
-    await limiter.acquire(max_wait=0)
+    async with await limiter.grant():
+        pass  # never marked sent: the request did not leave
+    assert limiter.statistics_nowait().requests_sent == 0
+    await take(limiter, max_wait=0)
+    with pytest.raises(RateLimitError):
+        await take(limiter, max_wait=0)
+
+
+async def test_a_caller_waiting_for_a_slot_holds_no_budget_token() -> None:
+    limiter = LocalLimiter(rate_limit=5, rate_period=60, clock=FakeClock(T0))
+    slots = Slots(1)
+    held = await limiter.grant(slots=slots)
+    waiter = asyncio.ensure_future(limiter.grant(slots=slots))
+    await wait_until(lambda: slots.waiting == 1)
+    assert limiter.statistics_nowait().requests_sent == 1  # no token taken while waiting
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.waiting == 0
+    assert limiter.statistics_nowait().requests_sent == 1
+    async with held:
+        held.sent = True
+    assert slots.free == 1
+    assert limiter.statistics_nowait().remaining == 4
+
+
+async def test_slots_serve_interactive_waiters_first() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    order: list[str] = []
+
+    async def wait(name: str, priority: str) -> None:
+        await slots.take(priority)  # type: ignore[arg-type]
+        order.append(name)
+        slots.release()
+
+    waiters = [asyncio.ensure_future(wait("bulk", "bulk"))]
+    await asyncio.sleep(0)
+    waiters.append(asyncio.ensure_future(wait("interactive", "interactive")))
+    await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*waiters)
+    assert order == ["interactive", "bulk"]
+    assert slots.free == 1
 
 
 async def test_bad_limiter_settings_are_refused() -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="rate_limit"):
         LocalLimiter(rate_limit=0)
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="bulk_reserve"):
         LocalLimiter(bulk_reserve=1.0)
-
-
-async def test_smooth_pacing_spreads_requests_out() -> None:
-    limiter = LocalLimiter(rate_limit=20, rate_period=1.0, pacing="smooth", bulk_reserve=0.0)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(4):
-        await limiter.acquire()
-    # Burst pacing would take ~0 s; smooth spaces them by period / limit = 0.05 s.
-    assert loop.time() - start >= 3 * 0.05 * 0.9
+    with pytest.raises(ConfigurationError, match="rate_period"):
+        LocalLimiter(rate_period=math.inf)
 
 
 # -- against the sandbox -------------------------------------------------------------
@@ -210,12 +200,44 @@ async def test_200_concurrent_gets_fit_a_small_window_with_no_429(
     assert client.rate_limit.rate_limited == 0
 
 
+async def test_a_default_client_follows_the_servers_short_windows(
+    make_sandbox: SandboxFactory,
+) -> None:
+    # The client is told nothing (1000 per hour by default); the server announces
+    # 20 requests per 2 s windows, and the budget must follow them from the first answer.
+    sandbox = await make_sandbox(rate_limit=20, rate_period=1)
+    events: list[tuple[float, Event]] = []
+    async with Client(
+        base_url=sandbox.base_url,
+        api_key=sandbox.api_key,
+        event_hooks=[lambda event: events.append((time.time(), event))],
+    ) as client:
+        await asyncio.gather(*(client.request("GET", "customers") for _ in range(100)))
+        status = client.rate_limit
+    statuses = [r.status for r in sandbox.requests]
+    assert statuses.count(200) == 100
+    # Only what was sent before the first answer (which told the client the window)
+    # can overflow that first window; nothing sent after it ever meets a 429.
+    first_answer = min(t for t, e in events if e.kind == "response_received")
+    blind = sum(1 for t, e in events if e.kind == "request_sent" and t < first_answer)
+    assert statuses.count(429) <= blind - 20
+    first_window = min(windows_used(sandbox))
+    assert all(math.floor(r.at / 1) == first_window for r in sandbox.requests if r.status == 429)
+    per_window = windows_used(sandbox)
+    # 100 / 20 = 5 windows, plus one if the run began mid-window; before the first
+    # answer the client cannot know the server's window, so that one may overflow
+    # (a 429, retried) but no later one does.
+    assert len(per_window) <= 6, per_window
+    assert status.window_seconds == pytest.approx(1)
+    assert status.limit == 20
+
+
 async def test_max_wait_zero_raises_with_the_reset_time_over_http(
     make_sandbox: SandboxFactory, make_client: ClientFactory
 ) -> None:
     clock = FakeClock(T0)
     sandbox = await make_sandbox(rate_limit=5, rate_period=3600, clock=clock)
-    client = make_client(sandbox, clock=clock, limiter=LocalLimiter(clock=clock))
+    client = make_client(sandbox, limiter=LocalLimiter(clock=clock))
     for _ in range(5):
         await client.request("GET", "customers", max_wait=0)
     with pytest.raises(RateLimitError) as error:
@@ -278,10 +300,10 @@ async def test_a_429_pauses_and_is_retried(
 ) -> None:
     clock = FakeClock(T0)
     sandbox = await make_sandbox(rate_limit=3, rate_period=60, clock=clock)
-    other = make_client(sandbox, clock=clock, limiter=LocalLimiter(clock=clock))
+    other = make_client(sandbox, limiter=LocalLimiter(clock=clock))
     for _ in range(3):  # another program spends the key behind our limiter's back
         await other.request("GET", "customers")
-    client = make_client(sandbox, clock=clock, limiter=LocalLimiter(clock=clock))
+    client = make_client(sandbox, limiter=LocalLimiter(clock=clock))
     assert await client.request("GET", "customers") == []
     statuses = [r.status for r in sandbox.requests]
     assert statuses == [200, 200, 200, 429, 200]
@@ -338,9 +360,10 @@ async def test_cancelling_an_in_flight_call_leaves_nothing_behind(
     sandbox = await make_sandbox(latency=0.5)
     client = make_client(sandbox)
     call = asyncio.ensure_future(client.request("GET", "customers"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: sandbox.count() == 1)  # it reached the server
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    assert client.rate_limit.requests_sent == 1
+    assert client.rate_limit.requests_sent == 1  # it left: its budget is spent
+    sandbox.latency = 0
     assert await client.request("GET", "customers") == []

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from cloudonex_async import RateLimitError, RateLimitInfo, RedisLimiter
+from cloudonex_async import Client, Grant, RateLimitError, RateLimitInfo, RedisLimiter
 from cloudonex_async.testing import FakeClock
 
 from .conftest import SandboxFactory
@@ -45,18 +45,28 @@ def make_limiter(redis: Redis, clock: FakeClock | None = None, **kwargs: object)
     )
 
 
+async def spend(
+    limiter: RedisLimiter, info: RateLimitInfo | None = None, **kwargs: object
+) -> Grant:
+    """Take a grant, mark its request sent, and end it with what the answer announced."""
+    grant = await limiter.grant(**kwargs)  # type: ignore[arg-type]
+    async with grant:
+        grant.sent = True
+        grant.budget = info
+    return grant
+
+
 async def test_a_simulated_hour_through_redis(redis: Redis) -> None:
     clock = FakeClock(T0)
     limiter = make_limiter(redis, clock, rate_limit=100, rate_period=3600)
     limiter.poll_seconds = 600  # fake time: nobody else changes the budget meanwhile
     for _ in range(100):
-        ticket = await limiter.acquire(max_wait=0)
-        await limiter.release(ticket)
+        await spend(limiter, max_wait=0)
     with pytest.raises(RateLimitError) as error:
-        await limiter.acquire(max_wait=0)
+        await spend(limiter, max_wait=0)
     assert error.value.reset_at is not None
     assert error.value.reset_at.timestamp() == pytest.approx(T0 + 3600)
-    await limiter.acquire()
+    await spend(limiter)
     assert clock.time() >= T0 + 3600
 
 
@@ -64,22 +74,19 @@ async def test_the_server_window_and_reserve_are_shared(redis: Redis) -> None:
     clock = FakeClock(T0)
     a = make_limiter(redis, clock, rate_limit=1000, bulk_reserve=0.2)
     b = make_limiter(redis, clock, rate_limit=1000, bulk_reserve=0.2)
-    ticket = await a.acquire()
-    await a.release(
-        ticket, RateLimitInfo(remaining=9, limit=10, reset_epoch=T0 + 60, reset_at=T0 + 60)
-    )
+    await spend(a, RateLimitInfo(remaining=9, limit=10, reset_epoch=T0 + 60, reset_at=T0 + 60))
     stats = await b.statistics()
     assert (stats.limit, stats.remaining) == (10, 9)
     for _ in range(7):
-        await b.acquire(priority="bulk", max_wait=0)
+        await spend(b, priority="bulk", max_wait=0)
     with pytest.raises(RateLimitError):
-        await a.acquire(priority="bulk", max_wait=0)
-    await a.acquire(priority="interactive", max_wait=0)
-    refund = await b.acquire(priority="interactive", max_wait=0)
+        await spend(a, priority="bulk", max_wait=0)
+    await spend(a, priority="interactive", max_wait=0)
+    unsent = await b.grant(priority="interactive", max_wait=0)
     with pytest.raises(RateLimitError):
-        await a.acquire(max_wait=0)
-    await b.refund(refund)
-    await a.acquire(max_wait=0)
+        await spend(a, max_wait=0)
+    await unsent.end()  # never sent: its token goes back, for every process
+    await spend(a, max_wait=0)
 
 
 async def test_a_429_pause_is_shared(redis: Redis) -> None:
@@ -88,21 +95,38 @@ async def test_a_429_pause_is_shared(redis: Redis) -> None:
     b = make_limiter(redis, clock)
     await a.rate_limited(30.0, None)
     with pytest.raises(RateLimitError) as error:
-        await b.acquire(max_wait=0)
+        await spend(b, max_wait=0)
     assert error.value.retry_after == pytest.approx(30)
-    await b.acquire()
+    await spend(b)
     assert clock.time() >= T0 + 30
 
 
-async def test_cancelling_a_redis_waiter_releases_nothing_it_did_not_take(redis: Redis) -> None:
-    clock = FakeClock(T0)
-    limiter = make_limiter(redis, clock, rate_limit=1, rate_period=3600)
-    await limiter.acquire()
-    waiter = asyncio.ensure_future(limiter.acquire())
-    await asyncio.sleep(0.01)
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
-    assert (await limiter.statistics()).remaining == 0
+async def test_a_take_cancelled_while_redis_grants_it_is_given_back(redis: Redis) -> None:
+    limiter = make_limiter(redis, FakeClock(T0), rate_limit=5, rate_period=3600)
+    store = limiter.store
+    take = asyncio.ensure_future(store.take("interactive", "g1", T0))
+    await asyncio.sleep(0)  # the script is on its way to Redis: it will grant
+    take.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await take
+    # The grant was made, then undone: nothing is left in the log or in flight.
+    assert (await store.snapshot(T0)).remaining == 5
+    log, flight = limiter.store.keys[1:]  # type: ignore[attr-defined]
+    assert await redis.zcard(log) == 0
+    assert await redis.zcard(flight) == 0
+
+
+async def test_client_rate_limit_follows_answers_through_redis(
+    redis: Redis, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = await make_sandbox(rate_limit=50, rate_period=3600)
+    limiter = RedisLimiter(redis, base_url=sandbox.base_url, api_key=sandbox.api_key)
+    async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter) as c:
+        for _ in range(3):
+            await c.request("GET", "customers")
+        status = c.rate_limit  # no await: the view as of this process's last answer
+    assert (status.limit, status.remaining) == (50, 47)
+    assert status.reset_at is not None
 
 
 @pytest.mark.slow

@@ -10,20 +10,17 @@ from .._bulk import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BULK_CONCURRENCY,
     BulkJob,
-    BulkProgress,
-    BulkResult,
-    CreateOperation,
-    DeleteOperation,
-    Outcome,
-    UpdateOperation,
+    OnSend,
 )
 from .._convert import CONVERTER
+from .._outcomes import BulkProgress, BulkResult, Outcome
 from .._pagination import DEFAULT_PAGE_SIZE, Paginator
 from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
 from ..errors import BulkError, ConfigurationError, ResponseParseError, UnsupportedError
 from ..models import Model
+from ._operations import CreateOperation, DeleteOperation, UpdateOperation
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -68,6 +65,8 @@ class Resource(Generic[M]):
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        # Whether the server has POST batch/<path> (None: not known yet); per client.
+        self._batch: bool | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} /api/v2/{self.path}>"
@@ -82,7 +81,7 @@ class Resource(Generic[M]):
         """
         profile = await self._ready("get")
         path = self._item_path(profile, record_id)
-        envelope = await self._client._call("GET", path, priority=priority)
+        envelope = await self._client.call("GET", path, priority=priority)
         return self._one(envelope.data, f"GET {path}", expected_id=format_id(record_id))
 
     async def create(self, data: RecordInput, *, priority: Priority = "interactive") -> M:
@@ -118,8 +117,7 @@ class Resource(Generic[M]):
             NotFoundError: there is no such record.
             UnsupportedError: this server does not delete these records.
         """
-        profile = await self._ready("delete")
-        await self._client._call("DELETE", self._item_path(profile, record_id), priority=priority)
+        await self._delete(record_id, priority=priority)
 
     def list(
         self,
@@ -149,9 +147,9 @@ class Resource(Generic[M]):
                 # Shipped code answers every record at once: the first answer is all.
                 if page > 1:
                     return Envelope([])
-                return await self._client._call("GET", self.path, params=params, priority=priority)
+                return await self._client.call("GET", self.path, params=params, priority=priority)
             query = {**params, "page": page, "limit": size}
-            return await self._client._call("GET", self.path, params=query, priority=priority)
+            return await self._client.call("GET", self.path, params=query, priority=priority)
 
         return Paginator(
             fetch,
@@ -201,6 +199,7 @@ class Resource(Generic[M]):
         job = BulkJob(
             CreateOperation(self),
             records,
+            budget=self._client,
             key=key,
             concurrency=concurrency,
             batch_size=batch_size,
@@ -246,6 +245,7 @@ class Resource(Generic[M]):
         job = BulkJob(
             UpdateOperation(self),
             changes,
+            budget=self._client,
             key=key,
             concurrency=concurrency,
             journal=journal,
@@ -268,6 +268,7 @@ class Resource(Generic[M]):
         job = BulkJob(
             DeleteOperation(self),
             ids,
+            budget=self._client,
             concurrency=concurrency,
             journal=journal,
             on_progress=on_progress,
@@ -313,12 +314,19 @@ class Resource(Generic[M]):
         return payload
 
     async def _create(
-        self, payload: dict[str, object], *, priority: Priority, read_back: bool
+        self,
+        payload: dict[str, object],
+        *,
+        priority: Priority,
+        read_back: bool,
+        on_send: OnSend | None = None,
     ) -> M:
         profile = await self._ready("create")
         path = self._item_path(profile)
         body = self._to_wire(profile, payload, "create")
-        envelope = await self._client._call("POST", path, body=body, priority=priority)
+        envelope = await self._client.call(
+            "POST", path, body=body, priority=priority, on_send=on_send
+        )
         data = self._from_wire(envelope.data)
         if isinstance(data, Mapping) and data.get("id") is not None:
             return self._to_model({**payload, **data})  # the documented answer: the record
@@ -354,17 +362,27 @@ class Resource(Generic[M]):
         *,
         priority: Priority,
         read_back: bool,
+        on_send: OnSend | None = None,
     ) -> M:
         profile = await self._ready("update")
         path = self._item_path(profile, record_id)
         body = self._to_wire(profile, payload, "update")
-        envelope = await self._client._call("PUT", path, body=body, priority=priority)
+        envelope = await self._client.call(
+            "PUT", path, body=body, priority=priority, on_send=on_send
+        )
         data = self._from_wire(envelope.data)
         if isinstance(data, Mapping) and data.get("id") is not None:
             return self._one({**payload, **data}, f"PUT {path}", expected_id=format_id(record_id))
         if profile.shipped and read_back:
             return await self.get(record_id, priority=priority)
         return self._to_model({**payload, "id": int(format_id(record_id))})
+
+    async def _delete(
+        self, record_id: int | str, *, priority: Priority, on_send: OnSend | None = None
+    ) -> None:
+        profile = await self._ready("delete")
+        path = self._item_path(profile, record_id)
+        await self._client.call("DELETE", path, priority=priority, on_send=on_send)
 
     def _one(self, data: object, request: str, *, expected_id: str) -> M:
         """The model of an answer that must be exactly one record, with the id asked for."""

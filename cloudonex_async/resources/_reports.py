@@ -35,7 +35,7 @@ class Reports:
         """
         if not 1 <= month <= 12 or not 1900 <= year <= 9999:
             raise ConfigurationError(f"year and month must name a month, got {year}-{month}")
-        envelope = await self._client._call(
+        envelope = await self._client.call(
             "GET", "reports/financial", params={"year": year, "month": month}, priority=priority
         )
         data = envelope.data
@@ -67,7 +67,7 @@ class Webhooks:
         if isinstance(events, str):
             raise ConfigurationError("events is a list of event names, not one string")
         body = {"url": url, "events": list(events)}
-        envelope = await self._client._call("POST", "webhooks", body=body, priority=priority)
+        envelope = await self._client.call("POST", "webhooks", body=body, priority=priority)
         data = envelope.data
         if isinstance(data, Mapping) and data.get("id") is not None:
             return CONVERTER.structure({**body, **data}, Webhook)
