@@ -141,11 +141,13 @@ def failure_outcome(item: Item, error: CloudOnexError, operation: str) -> Outcom
 def estimate_eta(
     requests_left: int, status: RateLimitStatus, *, now: float, rate: float | None
 ) -> float:
-    """Seconds until ``requests_left`` more bulk requests are done, under the budget.
+    """Seconds until ``requests_left`` more bulk requests (not yet sent) are done.
 
     ``rate`` is the job's observed requests per second (None before the first one).
     The window's length and the reserve bulk work leaves come from ``status``: the
-    server's window once it has announced one.
+    server's window once it has announced one. What fits in this window goes at the
+    job's pace; if more is left, the job waits for the windows it needs, and each
+    window's share goes out as it opens.
     """
     reserve, period = status.reserve, status.window_seconds
     fits_now = max(0, status.remaining - reserve)
@@ -154,11 +156,8 @@ def estimate_eta(
     if requests_left <= fits_now or status.reset_at is None:
         return pace
     to_reset = max(0.0, status.reset_at.timestamp() - now)
-    later = requests_left - fits_now
-    windows = math.ceil(later / per_window) - 1
-    # The last window's share goes at the observed pace, if it is slower than the budget.
-    last = later - windows * per_window
-    return to_reset + windows * period + min(period, last / rate if rate else 0.0)
+    windows = math.ceil((requests_left - fits_now) / per_window) - 1
+    return to_reset + windows * period
 
 
 class _Stopped(Exception):
@@ -204,7 +203,11 @@ class BulkJob(Generic[M]):
         self.total = total
         self._counts = {"succeeded": 0, "failed": 0, "unknown": 0}
         self._requests = 0
-        self._started = budget.clock.time()
+        # The job's pace is measured over the time it has requests on the wire, so
+        # waits for the budget do not make it look slow.
+        self._sending = 0
+        self._busy = 0.0
+        self._busy_since = 0.0
         # Bounded: a slow consumer holds the job back instead of outcomes piling up.
         self._outcomes: asyncio.Queue[Outcome[M] | None] = asyncio.Queue(
             maxsize=concurrency * (self.batch_size or 1) * 2
@@ -213,6 +216,7 @@ class BulkJob(Generic[M]):
         self._recheck: list[Item] = []
         self._stopping = False
         self._not_sent: set[asyncio.Task[object]] = set()  # workers whose request has not left
+        self._in_flight: set[int] = set()  # records whose request left, outcome not yet out
 
     async def __aiter__(self) -> AsyncIterator[Outcome[M]]:
         main: asyncio.Future[object] = asyncio.ensure_future(self._run())
@@ -314,11 +318,13 @@ class BulkJob(Generic[M]):
     async def _send(self, unit: list[Item], task: asyncio.Task[object]) -> None:
         outcomes = None
         if len(unit) > 1:
-            outcomes = await self.operation.batch(unit, self._on_send(unit, task))
+            outcomes = await self._attempt(
+                unit, task, lambda send: self.operation.batch(unit, send)
+            )
         if outcomes is None:
             outcomes = []
             for item in unit:  # one by one (the batch path is missing, or a unit of one)
-                outcomes.append(await self.operation.one(item, self._on_send([item], task)))
+                outcomes.append(await self._one(item, task))
         by_index = {item.index: item for item in unit}
         await self._journal_outcomes(outcomes, by_index)
         for outcome in outcomes:
@@ -327,18 +333,44 @@ class BulkJob(Generic[M]):
             else:
                 await self._emit(outcome)
 
-    def _on_send(self, items: Sequence[Item], task: asyncio.Task[object] | None) -> OnSend:
-        """The callback awaited just before each attempt for ``items`` leaves."""
+    async def _one(self, item: Item, task: asyncio.Task[object] | None) -> Outcome[M]:
+        return await self._attempt([item], task, lambda send: self.operation.one(item, send))
+
+    async def _attempt(
+        self,
+        items: Sequence[Item],
+        task: asyncio.Task[object] | None,
+        call: Callable[[OnSend], Awaitable[R]],
+    ) -> R:
+        """Run ``call`` with the ``on_send`` callback for ``items``.
+
+        The client awaits the callback just before each attempt leaves: a stopping job
+        refuses to send there, and the journal writes ``sent`` (fsync'd).
+        """
+        left = False
 
         async def on_send() -> None:
+            nonlocal left
             if self._stopping:
                 raise _Stopped
             if task is not None:  # from here on, the request goes out: let it finish
                 self._not_sent.discard(task)
             self._requests += 1
+            if not left:
+                left = True
+                self._in_flight.update(item.index for item in items)
+                if self._sending == 0:
+                    self._busy_since = self.budget.clock.time()
+                self._sending += 1
             await self._journal(items, "sent")
 
-        return on_send
+        try:
+            return await call(on_send)
+        finally:
+            if left:
+                self._sending -= 1
+                if self._sending == 0:
+                    self._busy += self.budget.clock.time() - self._busy_since
 
     def stop(self) -> None:
         """Send nothing more: callers still waiting for the budget give up now."""
@@ -355,7 +387,7 @@ class BulkJob(Generic[M]):
                 await self._emit(Outcome(item.index, "unknown", item.key, error=error))
                 continue
             if found is None and self.reconcile is not None:
-                outcome = await self.operation.one(item, self._on_send([item], None))
+                outcome = await self._one(item, None)
                 await self._journal_outcomes([outcome], {item.index: item})
             elif found is not None:
                 model = self.operation.found(item, found)
@@ -401,6 +433,7 @@ class BulkJob(Generic[M]):
             )
 
     async def _emit(self, outcome: Outcome[M]) -> None:
+        self._in_flight.discard(outcome.index)
         counter = "succeeded" if outcome.ok else outcome.status
         self._counts[counter] += 1
         await self._outcomes.put(outcome)
@@ -412,10 +445,11 @@ class BulkJob(Generic[M]):
         eta = None
         status = self.budget.rate_limit
         if self.total is not None:
-            left = max(0, self.total - done)
+            # Records on their way have spent their budget already: they are not "left".
+            left = max(0, self.total - done - len(self._in_flight))
             now = self.budget.clock.time()
-            elapsed = now - self._started
-            rate = self._requests / elapsed if self._requests and elapsed > 0 else None
+            busy = self._busy + (now - self._busy_since if self._sending else 0.0)
+            rate = self._requests / busy if self._requests and busy > 0 else None
             eta = estimate_eta(math.ceil(left / (self.batch_size or 1)), status, now=now, rate=rate)
         return BulkProgress(
             done=done,

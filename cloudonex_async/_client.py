@@ -508,6 +508,7 @@ class Client:
                     if raw.request is None:
                         raw.request = request
                     parsed = parse(raw, self.clock.time())
+                    grant.answered = True
                     grant.budget = parsed.budget
                     if debug or hooks:
                         self._answered(request, raw, parsed, attempt, started, debug)

@@ -851,7 +851,8 @@ def retry_decision(
     if isinstance(error, TransportError) and not error.request_sent:
         return RetryDecision(True, backoff(policy, attempt, rng), "not sent")
     if isinstance(error, ServerError) and error.status == 503 and retry_after is not None:
-        return RetryDecision(True, min(retry_after, policy.backoff_max), "503 Retry-After")
+        # The server said when it will take the request: not before (RFC 9110 §10.2.3).
+        return RetryDecision(True, retry_after, "503 Retry-After")
     if method.upper() not in IDEMPOTENT_METHODS:
         return RetryDecision(False, reason="not idempotent")
     if isinstance(error, TransportError):

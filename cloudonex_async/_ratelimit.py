@@ -206,7 +206,17 @@ class Grant:
     either way, cancellation included.
     """
 
-    __slots__ = ("_ended", "_limiter", "_slots", "budget", "granted_at", "id", "priority", "sent")
+    __slots__ = (
+        "_ended",
+        "_limiter",
+        "_slots",
+        "answered",
+        "budget",
+        "granted_at",
+        "id",
+        "priority",
+        "sent",
+    )
 
     def __init__(
         self,
@@ -223,6 +233,8 @@ class Grant:
         self.priority: Priority = priority
         #: Whether the request may have left (set just before it is handed to the transport).
         self.sent = False
+        #: Whether an answer came back (with or without budget headers).
+        self.answered = False
         #: The budget the answer announced, if any.
         self.budget: RateLimitInfo | None = None
         self._ended = False
@@ -300,6 +312,10 @@ class BaseLimiter:
         self._budget = store.budget if isinstance(store, MemoryStore) else None
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
         self._grant_ids: Iterator[str] = map(str, itertools.count())
+        # Until an answer has told this limiter the server's window, one request goes at
+        # a time: a burst sent blind could overflow a window smaller than rate_limit.
+        self._answered = False
+        self._probing = False
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
         self._time_waited = 0.0
 
@@ -320,6 +336,8 @@ class BaseLimiter:
         budget = self._budget
         if budget is None or self._queue["interactive"] or self._queue["bulk"]:
             return None
+        if not self._answered and self._probing:
+            return None
         if slots is not None and not slots.take_nowait():
             return None
         now = self.clock.time()
@@ -328,6 +346,7 @@ class BaseLimiter:
                 slots.release()
             return None
         self._stats["requests_sent"] += 1
+        self._probing = not self._answered
         return Grant(self, slots, "", now, priority)
 
     async def grant(
@@ -372,7 +391,9 @@ class BaseLimiter:
         try:
             while True:
                 now = self.clock.time()
-                if self._head() is waiter:
+                if self._head() is waiter and not self._answered and self._probing:
+                    delay = None  # the first answer is on its way: it names the window
+                elif self._head() is waiter:
                     if slots is not None and not holding_slot:
                         # Concurrency first, while holding the head of the queue.
                         await slots.take(priority)
@@ -381,6 +402,7 @@ class BaseLimiter:
                     until = await self._take(priority, grant_id, now)
                     if until is None:
                         self._stats["requests_sent"] += 1
+                        self._probing = not self._answered
                         holding_slot = False  # it goes with the grant
                         return Grant(self, slots, grant_id, now, priority)
                     if holding_slot and slots is not None:
@@ -448,10 +470,19 @@ class BaseLimiter:
 
     # -- ending a grant (called by Grant) ---------------------------------------------------
 
+    def _first_answer(self, grant: Grant) -> None:
+        """Leave the one-at-a-time start once a request got an answer (or let another try)."""
+        if not self._answered:
+            self._answered = grant.answered
+            self._probing = False
+            self._wake_head()
+
     def _end_nowait(self, grant: Grant) -> bool:
         budget = self._budget
         if budget is None:
             return False
+        if not self._answered:
+            self._first_answer(grant)
         grant._ended = True
         if grant._slots is not None:
             grant._slots.release()
@@ -469,6 +500,8 @@ class BaseLimiter:
     async def _end(self, grant: Grant) -> None:
         if self._end_nowait(grant):
             return
+        if not self._answered:
+            self._first_answer(grant)
         grant._ended = True
         if grant._slots is not None:
             grant._slots.release()

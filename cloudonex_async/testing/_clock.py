@@ -36,6 +36,14 @@ class FakeClock:
             if not future.done():
                 future.set_result(None)
 
+    def advance_to_next(self) -> bool:
+        """Move time to the earliest sleeper's deadline and wake it; False if none sleeps."""
+        deadlines = [d for d, f in self._sleepers if not f.done()]
+        if not deadlines:
+            return False
+        self.advance(min(deadlines) - self._now)
+        return True
+
     @property
     def sleeping(self) -> int:
         """How many callers wait for time to move (with ``auto_advance=False``)."""
