@@ -388,6 +388,7 @@ class BaseLimiter:
         grant_id = next(self._grant_ids)
         holding_slot = False
         waited = False
+        delay: float | None
         try:
             while True:
                 now = self.clock.time()
@@ -410,7 +411,7 @@ class BaseLimiter:
                         holding_slot = False
                     if max_wait is not None and until - start > max_wait:
                         raise await self._budget_error(until, max_wait)
-                    delay: float | None = min(until - now, self.poll_seconds)
+                    delay = min(until - now, self.poll_seconds)
                 elif max_wait is not None:
                     # Queued behind others: give up once max_wait has passed.
                     delay = start + max_wait - now

@@ -31,6 +31,7 @@ from cloudonex_async import (
     ValidationError,
 )
 from cloudonex_async.testing import SandboxServer
+from cloudonex_async.testing._process import free_port
 from cloudonex_async.testing._sandbox import FaultKind
 
 from .conftest import ClientFactory, SandboxFactory
@@ -298,7 +299,7 @@ async def test_a_stalled_answer_times_out(
 
 
 async def test_connection_refused_is_a_transport_error(make_client: ClientFactory) -> None:
-    ghost = SandboxServer(port=1)  # nothing listens on port 1
+    ghost = SandboxServer(port=free_port())  # a port nothing listens on (never started)
     client = make_client(ghost, retry=RetryPolicy(attempts=2, backoff_base=0.001))
     with pytest.raises(TransportError) as info:
         await client.customers.get(1)

@@ -5,15 +5,34 @@ from __future__ import annotations
 import cloudonex_async
 from cloudonex_async import errors, testing
 
+PUBLIC = {
+    "UNSET", "APIError", "AiohttpTransport", "AuthenticationError", "BulkError",
+    "BulkProgress", "BulkResult", "Client", "ClientConfig", "Clock", "CloudOnexError",
+    "ConfigurationError", "CreatedWithoutIdError", "Customer", "Envelope", "Event",
+    "EventKind", "FinancialReport", "Grant", "Invoice", "InvoiceItem", "JSONValue", "Lead",
+    "LocalLimiter", "Model", "NotFoundError", "Order", "Outcome", "OutcomeUnknownError",
+    "Page", "PaginationError", "Paginator", "PermissionDeniedError", "Product", "Purchase",
+    "Quote", "RateLimitError", "RateLimitInfo", "RateLimitStatus", "RawResponse",
+    "RedisLimiter", "Request", "RequestTimeoutError", "ResponseParseError", "RetryPolicy",
+    "RouteNotFoundError", "Secret", "ServerError", "ServerProfile", "Supplier",
+    "SystemClock", "Ticket", "Transaction", "Transport", "TransportError",
+    "UnsupportedError", "User", "ValidationError", "Webhook", "__version__",
+}  # fmt: skip
 
-def test_all_names_each_public_name_once() -> None:
+
+def test_the_public_names_are_pinned() -> None:
     names = cloudonex_async.__all__  # ruff (RUF022) keeps it sorted
     assert len(names) == len(set(names))
+    assert set(names) == PUBLIC  # a change here is a change of the public API
     public = {n for n in vars(cloudonex_async) if n.isidentifier() and not n.startswith("_")}
     modules = {"errors", "limiters", "models", "resources", "testing"}
     assert public - set(names) <= modules
     for name in names:
-        assert getattr(cloudonex_async, name) is not None
+        value = getattr(cloudonex_async, name)
+        if name == "__version__":
+            assert isinstance(value, str)
+        elif name not in ("UNSET", "JSONValue", "EventKind"):  # a sentinel and type aliases
+            assert value.__module__.startswith("cloudonex_async"), name
 
 
 def test_every_error_is_exported_and_in_the_tree() -> None:
@@ -25,7 +44,15 @@ def test_every_error_is_exported_and_in_the_tree() -> None:
 
 def test_testing_exports() -> None:
     assert sorted(testing.__all__) == testing.__all__
-    assert {"SandboxServer", "FakeClock", "Faults"} <= set(testing.__all__)
+    assert set(testing.__all__) == {
+        "FakeClock",
+        "Fault",
+        "Faults",
+        "LoggedRequest",
+        "MockTransport",
+        "SandboxServer",
+        "json_response",
+    }
 
 
 def test_every_public_name_has_a_docstring() -> None:

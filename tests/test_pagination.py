@@ -230,10 +230,10 @@ async def test_an_error_in_the_loop_body_cancels_prefetches(
 
 
 async def test_cancelling_a_walk_leaves_nothing_behind(slow: tuple[SandboxServer, Client]) -> None:
-    _, client = slow
+    sandbox, client = slow
     before = pending_tasks()
     walk = asyncio.ensure_future(client.customers.list(page_size=10, prefetch=2).collect())
-    await asyncio.sleep(0.08)
+    await wait_until(lambda: sandbox.count("list") >= 2)  # a page out, and one ahead
     walk.cancel()
     with pytest.raises(asyncio.CancelledError):
         await walk

@@ -323,7 +323,9 @@ def test_base_url_takes_root_or_api_url(given_url: str, root: str) -> None:
 def test_plain_http_to_a_remote_host_is_refused_unless_allowed() -> None:
     with pytest.raises(errors.ConfigurationError, match="allow_insecure_http"):
         normalize_base_url("http://crm.example.com", allow_insecure_http=False)
-    assert normalize_base_url("http://crm.example.com", allow_insecure_http=True)
+    assert normalize_base_url("http://crm.example.com", allow_insecure_http=True) == (
+        "http://crm.example.com"
+    )
 
 
 @pytest.mark.parametrize("bad", ["../settings", "1/../../x", "", " 1", "1.5", "-1", True, 1.0])

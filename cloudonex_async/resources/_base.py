@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from .._bulk import (
     DEFAULT_BATCH_SIZE,
@@ -20,10 +20,8 @@ from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
 from ..errors import BulkError, ConfigurationError, ResponseParseError, UnsupportedError
 from ..models import Model
+from ._api import ClientAPI
 from ._operations import CreateOperation, DeleteOperation, UpdateOperation
-
-if TYPE_CHECKING:
-    from .._client import Client
 
 M = TypeVar("M", bound=Model)
 
@@ -63,7 +61,7 @@ class Resource(Generic[M]):
     #: Set where shipped 4.x code answers this resource wrongly: the reason.
     shipped_unsupported: str | None = None
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientAPI) -> None:
         self._client = client
         # Whether the server has POST batch/<path> (None: not known yet); per client.
         self._batch: bool | None = None

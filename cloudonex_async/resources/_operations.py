@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .._bulk import Item, KeyFunction, OnSend, digest, failure_outcome
 from .._outcomes import Outcome
@@ -24,9 +24,7 @@ from ..errors import (
     ValidationError,
 )
 from ..models import Model
-
-if TYPE_CHECKING:
-    from ._base import Resource
+from ._api import Endpoint
 
 M = TypeVar("M", bound=Model)
 
@@ -39,7 +37,7 @@ class _Base(Generic[M]):
     name: str
     idempotent: bool
 
-    def __init__(self, resource: Resource[M]) -> None:
+    def __init__(self, resource: Endpoint[M]) -> None:
         self._resource = resource
         self.path = resource.path
 
@@ -62,7 +60,7 @@ class CreateOperation(_Base[M]):
     name = "create"
     idempotent = False
 
-    def __init__(self, resource: Resource[M]) -> None:
+    def __init__(self, resource: Endpoint[M]) -> None:
         super().__init__(resource)
         self._probe = asyncio.Lock()
 

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from .._convert import CONVERTER
 from .._protocol import created_id
 from .._ratelimit import Priority
 from ..errors import ConfigurationError, ResponseParseError
 from ..models import FinancialReport, Webhook
-
-if TYPE_CHECKING:
-    from .._client import Client
+from ._api import ClientAPI
 
 
 class Reports:
     """``/api/v2/reports``: read-only reports."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientAPI) -> None:
         self._client = client
 
     def __repr__(self) -> str:
@@ -49,7 +46,7 @@ class Reports:
 class Webhooks:
     """``/api/v2/webhooks``: subscriptions the server calls back."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClientAPI) -> None:
         self._client = client
 
     def __repr__(self) -> str:
