@@ -62,7 +62,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
     runs = [(side, n) for side in ("raw", "client") for n in (args.small, args.large)]
-    with sandbox_process("--rate-limit", "100000000") as base_url, ThreadPoolExecutor(2) as pool:
+    with sandbox_process("--rate-limit", "100000000") as base_url, ThreadPoolExecutor(1) as pool:
         found = pool.map(lambda run: instructions(base_url, *run), runs)
         counts = dict(zip(runs, found, strict=True))
     per_request = {

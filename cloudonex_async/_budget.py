@@ -144,7 +144,17 @@ class Budget:
     ) -> None:
         """End the flight of the request granted at ``granted_at``, with its answer's budget."""
         if info is not None:
-            self.observe(info, now, granted_at)
+            if (
+                info.reset_epoch is not None
+                and info.reset_epoch == self.window_reset
+                and (info.limit is None or info.limit == self.limit)
+            ):
+                # The window we follow, unchanged: the per-request path of observe().
+                used = self.limit - info.remaining
+                if used > self.reported:
+                    self.reported = used
+            else:
+                self.observe(info, now, granted_at)
         try:
             self.in_flight.remove(granted_at)
         except ValueError:

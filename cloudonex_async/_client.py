@@ -18,7 +18,6 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TypeVar
 
 import attrs
 
@@ -48,8 +47,8 @@ from ._profile import (
 from ._protocol import (
     PROBE_PATH,
     Envelope,
+    Failure,
     JSONValue,
-    Parsed,
     RawResponse,
     Request,
     RetryPolicy,
@@ -79,8 +78,7 @@ from .resources import (
 )
 
 logger = logging.getLogger("cloudonex_async")
-T = TypeVar("T")
-Parse = Callable[[RawResponse, float], Parsed[T]]
+Parse = Callable[[RawResponse, float], "Envelope | Failure"]
 OnSend = Callable[[], Awaitable[None]]
 
 # One limiter per (site, key) and event loop, shared by every Client of that key that
@@ -374,9 +372,9 @@ class Client:
             priority: ``"interactive"`` or ``"bulk"`` (see the limiter).
             max_wait: override the client's ``max_wait`` for this call.
         """
-        envelope = await self.call(
-            method, path, params=params, body=json, priority=priority, max_wait=max_wait
-        )
+        profile = self._profile or await self.server_profile()
+        request = self._build(method, path, params, json, profile)
+        envelope = await self._send(request, parse_response, priority, max_wait, None)
         return envelope.data
 
     async def call(
@@ -420,7 +418,8 @@ class Client:
             if self._profile is None:
                 probe = make_profile("documented", auth=self._config.auth, route_style="ng")
                 request = self._build("GET", PROBE_PATH, None, None, probe)
-                name = await self._send(request, detect_profile, "interactive", UNSET, None)
+                answer = await self._send(request, detect_profile, "interactive", UNSET, None)
+                name = "shipped" if answer.data == "shipped" else "documented"
                 self._profile = self._config.server_profile(name)
                 kind = "the documented API" if name == "documented" else "shipped 4.x code"
                 logger.info(
@@ -439,7 +438,8 @@ class Client:
         body: JSONValue | Mapping[str, object],
         profile: ServerProfile,
     ) -> Request:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         config = self._config
         return build_request(
             site_root=config.site_root,
@@ -459,11 +459,11 @@ class Client:
     async def _send(
         self,
         request: Request,
-        parse: Parse[T],
+        parse: Parse,
         priority: Priority,
         max_wait: float | _Unset | None,
         on_send: OnSend | None,
-    ) -> T:
+    ) -> Envelope:
         """Send ``request`` under the budget, once per attempt, until it is answered.
 
         Each attempt: take a grant (budget token, then slot); let ``on_send`` know;
@@ -489,8 +489,8 @@ class Client:
                 slots=self._slots,
                 on_wait=self._wait_reporter(request, attempt) if hooks else None,
             )
-            parsed: Parsed[T] | None = None
-            async with grant:
+            answer: Envelope | Failure | None = None
+            try:  # as ``async with grant:``, without two coroutine frames per request
                 if on_send is not None:
                     await on_send()
                 grant.sent = True  # from here on the request may leave
@@ -507,20 +507,26 @@ class Client:
                 else:
                     if raw.request is None:
                         raw.request = request
-                    parsed = parse(raw, self.clock.time())
+                    answer = parse(raw, self.clock.time())
                     grant.answered = True
-                    grant.budget = parsed.budget
+                    grant.budget = answer.budget
                     if debug or hooks:
-                        self._answered(request, raw, parsed, attempt, started, debug)
-            if parsed is not None:
-                if parsed.error is None:
-                    return parsed.value  # type: ignore[return-value]
-                error = parsed.error
+                        self._answered(request, raw, answer, attempt, started, debug)
+            finally:
+                # Released with what the answer announced, or given back if it never left.
+                if not grant.end_nowait():
+                    await asyncio.shield(grant.end())
+            retry_after = None
+            if answer is not None:
+                if type(answer) is Envelope:
+                    return answer
+                assert isinstance(answer, Failure)
+                error, retry_after = answer.error, answer.retry_after
                 if isinstance(error, RateLimitError):
-                    await limiter.rate_limited(parsed.retry_after, parsed.budget)
+                    await limiter.rate_limited(retry_after, answer.budget)
                     if hooks:
                         self._emit(
-                            "rate_limited", request, attempt, status=429, seconds=parsed.retry_after
+                            "rate_limited", request, attempt, status=429, seconds=retry_after
                         )
             decision = retry_decision(
                 method=request.method,
@@ -528,7 +534,7 @@ class Client:
                 error=error,
                 policy=self._config.retry,
                 rng=self._rng,
-                retry_after=parsed.retry_after if parsed is not None else None,
+                retry_after=retry_after,
             )
             if not decision.retry:
                 unknown = outcome_unknown(request.method, error)
@@ -595,13 +601,13 @@ class Client:
         self,
         request: Request,
         raw: RawResponse,
-        parsed: Parsed[T],
+        answer: Envelope | Failure,
         attempt: int,
         started: float,
         debug: bool,
     ) -> None:
         elapsed = time.perf_counter() - started
-        remaining = parsed.budget.remaining if parsed.budget is not None else None
+        remaining = answer.budget.remaining if answer.budget is not None else None
         if debug:
             logger.debug(
                 "%s %s -> %d in %.1f ms (budget remaining: %s)",

@@ -21,7 +21,7 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Generic, TypeAlias, TypeVar
+from typing import TypeAlias
 
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy, istr
@@ -285,41 +285,34 @@ class RawResponse:
         return self.request.display_url if self.request is not None else ""
 
 
-T = TypeVar("T")
-
-
 @attrs.define
-class Parsed(Generic[T]):
-    """One answer, read once against the time it arrived.
+class Failure:
+    """An answer that is a failure, read once against the time it arrived.
 
     Attributes:
-        value: what the answer means (an Envelope), when it is a success.
-        error: the library error it amounts to, when it is not.
+        error: the library error it amounts to.
         budget: the budget it announced (``X-RateLimit-*``), if any.
         retry_after: seconds the server asked to wait (Retry-After on a 429 or 503).
     """
 
-    value: T | None
-    error: CloudOnexError | None = None
+    error: CloudOnexError
     budget: RateLimitInfo | None = None
     retry_after: float | None = None
-
-    def unwrap(self) -> T:
-        """Return the value, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
 
 
 @attrs.define
 class Envelope:
-    """A successful answer: the ``data``, the ``message``, and the top-level object."""
+    """A successful answer: its ``data`` and ``message``, the top-level object, the budget.
+
+    ``legacy`` marks shipped code's ``{"error": false, ...}`` answer (not the envelope);
+    ``budget`` is what the answer's ``X-RateLimit-*`` headers announced, if anything.
+    """
 
     data: JSONValue
     message: str | None = None
     top: Mapping[str, JSONValue] = attrs.field(repr=False, default=MappingProxyType({}))
-    legacy: bool = False  # shipped code's {"error": false, ...} answer, not the envelope
+    legacy: bool = False
+    budget: RateLimitInfo | None = attrs.field(default=None, repr=False)
 
     @property
     def meta(self) -> dict[str, JSONValue]:
@@ -340,20 +333,28 @@ def decode_json(body: bytes) -> JSONValue:
     return value
 
 
-def parse_response(raw: RawResponse, now: float) -> Parsed[Envelope]:
-    """Read an answer once: its Envelope or its error, and the budget it announced.
+def parse_response(raw: RawResponse, now: float) -> Envelope | Failure:
+    """Read an answer once: its Envelope (with the budget it announced), or its Failure.
 
     ``now`` is the local epoch time the answer arrived: Reset values given as seconds
     from now, Retry-After as an HTTP date and the Date header's clock skew are all read
-    against it. Never raises a library error: it returns it.
+    against it. Never raises a library error: it returns it, in a Failure.
     """
     budget = RateLimitInfo.from_headers(raw.headers, now)
     try:
         envelope = read_envelope(raw, now)
     except CloudOnexError as error:
         retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
-        return Parsed(None, error, budget, retry_after)
-    return Parsed(envelope, None, budget)
+        return Failure(error, budget, retry_after)
+    envelope.budget = budget
+    return envelope
+
+
+def unwrap(answer: Envelope | Failure) -> Envelope:
+    """Return the Envelope, or raise the Failure's error."""
+    if isinstance(answer, Failure):
+        raise answer.error
+    return answer
 
 
 def read_envelope(raw: RawResponse, now: float) -> Envelope:
@@ -363,9 +364,16 @@ def read_envelope(raw: RawResponse, now: float) -> Envelope:
     shipped CloudOnex servers send: a bare object or array, ``{"error": false, ...}``
     on create, and ``{"error": true, "message": ...}`` failures at status 200.
     """
-    found, decoded = decode_answer(raw)
-    if not found:
-        return _parse_non_json(raw, now)
+    try:
+        # raw_decode: one Python call less than decode(), which most answers allow
+        text = raw.body.decode("utf-8")
+        decoded, end = _DECODER.raw_decode(text)
+        if end != len(text) and text[end:].strip():
+            raise ValueError("more after the JSON document")
+    except ValueError:  # UnicodeDecodeError included
+        found, decoded = decode_answer(raw)
+        if not found:
+            return _parse_non_json(raw, now)
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
         raise _failure(raw, _message_of(body_obj) or _status_phrase(raw.status), body_obj, now)
@@ -656,15 +664,15 @@ PROBE_PATH = "ping"
 both answer at once with a small JSON failure whose shape tells them apart."""
 
 
-def detect_profile(raw: RawResponse, now: float) -> Parsed[ProfileName]:
-    """Tell from an answer to the probe which kind of server sent it (see :func:`profile_of`)."""
+def detect_profile(raw: RawResponse, now: float) -> Envelope | Failure:
+    """Read the probe's answer: an Envelope whose ``data`` names the profile, or a Failure."""
     budget = RateLimitInfo.from_headers(raw.headers, now)
     try:
         name = profile_of(raw, now)
     except CloudOnexError as error:
         retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
-        return Parsed(None, error, budget, retry_after)
-    return Parsed(name, None, budget)
+        return Failure(error, budget, retry_after)
+    return Envelope(name, budget=budget)
 
 
 def profile_of(raw: RawResponse, now: float) -> ProfileName:
@@ -724,7 +732,8 @@ class RateLimitInfo:
         some servers send it that way; an epoch is moved onto the local clock by the
         Date header's skew. ``now`` is the local epoch time the answer arrived.
         """
-        headers = _case_insensitive(headers)
+        if type(headers) is not CIMultiDictProxy:  # what aiohttp gives is already one
+            headers = _case_insensitive(headers)
         raw_remaining = headers.get(_REMAINING)
         if raw_remaining is None:
             return None
@@ -737,14 +746,15 @@ class RateLimitInfo:
         except ValueError:
             logger.debug("ignoring garbled X-RateLimit headers: %r", dict(headers))
             return None
-        if reset is not None and not math.isfinite(reset):
-            reset = None
-        if reset is None:
+        if reset is None or not math.isfinite(reset):
             return cls(max(0, remaining), limit)
         if reset < 1e9:
             reset_at = now + reset
             return cls(max(0, remaining), limit, float(round(reset_at)), reset_at, True)
-        return cls(max(0, remaining), limit, reset, reset + clock_skew(headers.get(_DATE), now))
+        date = headers.get(_DATE)
+        return cls(
+            max(0, remaining), limit, reset, reset + clock_skew(date, now) if date else reset
+        )
 
 
 # Header names as istr: case-insensitive lookups skip folding the name each time.

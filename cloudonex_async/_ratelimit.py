@@ -153,6 +153,7 @@ class Slots:
     def __init__(self, size: int) -> None:
         self.size = size
         self.free = size
+        self._queued = 0  # futures in _waiters (done ones included), for cheap checks
         self._waiters: dict[Priority, deque[asyncio.Future[None]]] = {
             "interactive": deque(),
             "bulk": deque(),
@@ -165,7 +166,7 @@ class Slots:
 
     def take_nowait(self) -> bool:
         """Take a slot if one is free and nobody waits; return whether it did."""
-        if self.free > 0 and not (self._waiters["interactive"] or self._waiters["bulk"]):
+        if self.free > 0 and not self._queued:
             self.free -= 1
             return True
         return False
@@ -177,23 +178,27 @@ class Slots:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiters[priority]
         queue.append(waiter)
+        self._queued += 1
         try:
             await waiter
         except BaseException:
             if waiter in queue:
                 queue.remove(waiter)
+                self._queued -= 1
             elif waiter.done() and not waiter.cancelled():
                 self.release()  # handed a slot just as the wait was cancelled: pass it on
             raise
 
     def release(self) -> None:
         """Give a slot back, to the first waiter if there is one."""
-        for queue in self._waiters.values():
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
+        if self._queued:
+            for queue in self._waiters.values():
+                while queue:
+                    waiter = queue.popleft()
+                    self._queued -= 1
+                    if not waiter.done():
+                        waiter.set_result(None)
+                        return
         self.free += 1
 
 
@@ -258,7 +263,29 @@ class Grant:
         """End the attempt at once if the budget lives in this process; else return False."""
         if self._ended:
             return True
-        return self._limiter._end_nowait(self)
+        limiter = self._limiter
+        budget = limiter._budget
+        if budget is None:
+            return False
+        self._ended = True
+        slots = self._slots
+        if slots is not None:
+            if slots._queued:
+                slots.release()
+            else:
+                slots.free += 1
+        if self.sent:
+            budget.finish(self.granted_at, self.budget, limiter.clock.time())
+        else:
+            limiter._stats["requests_sent"] -= 1
+            budget.give_back(self.granted_at)
+        # After the budget took the answer in: it may have named the window (the first
+        # answer), moved it (a Reset sooner than was guessed) or freed a token.
+        if not limiter._answered:
+            limiter._first_answer(self)
+        elif limiter._queue["interactive"] or limiter._queue["bulk"]:
+            limiter._wake_head()
+        return True
 
     async def end(self) -> None:
         """End the attempt (release or give back, and free the slot); idempotent."""
@@ -271,6 +298,9 @@ class _Waiter:
     priority: Priority
     owner: object
     wake: asyncio.Future[None]
+    slots: Slots | None = None
+    grant: Grant | None = None  # handed over by _wake_head, before this caller runs again
+    queued: bool = True
 
 
 class BaseLimiter:
@@ -338,13 +368,13 @@ class BaseLimiter:
             return None
         if not self._answered and self._probing:
             return None
-        if slots is not None and not slots.take_nowait():
+        if slots is not None and (slots.free <= 0 or slots._queued):
             return None
         now = self.clock.time()
         if budget.try_take(now, priority) is not None:
-            if slots is not None:
-                slots.release()
             return None
+        if slots is not None:
+            slots.free -= 1
         self._stats["requests_sent"] += 1
         self._probing = not self._answered
         return Grant(self, slots, "", now, priority)
@@ -383,7 +413,7 @@ class BaseLimiter:
         if grant is not None:
             return grant
         start = self.clock.time()
-        waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future(), slots)
         self._queue[priority].append(waiter)
         grant_id = next(self._grant_ids)
         holding_slot = False
@@ -391,6 +421,9 @@ class BaseLimiter:
         delay: float | None
         try:
             while True:
+                if waiter.grant is not None:  # handed over while this caller slept
+                    granted, waiter.grant = waiter.grant, None
+                    return granted
                 now = self.clock.time()
                 if self._head() is waiter and not self._answered and self._probing:
                     delay = None  # the first answer is on its way: it names the window
@@ -426,9 +459,12 @@ class BaseLimiter:
                         on_wait("started", 0.0)
                 await self._sleep(waiter, delay)
         finally:
+            if waiter.grant is not None:  # handed a grant, but leaving without it
+                waiter.grant.end_nowait()  # never sent: its token and slot go back
             if holding_slot and slots is not None:
                 slots.release()
-            self._queue[priority].remove(waiter)
+            if waiter.queued:
+                self._queue[priority].remove(waiter)
             if waited:
                 seconds = self.clock.time() - start
                 self._time_waited += seconds
@@ -478,31 +514,9 @@ class BaseLimiter:
             self._probing = False
             self._wake_head()
 
-    def _end_nowait(self, grant: Grant) -> bool:
-        budget = self._budget
-        if budget is None:
-            return False
-        if not self._answered:
-            self._first_answer(grant)
-        grant._ended = True
-        if grant._slots is not None:
-            grant._slots.release()
-        if grant.sent:
-            limit = budget.limit
-            budget.finish(grant.granted_at, grant.budget, self.clock.time())
-            if budget.limit > limit:
-                self._wake_head()
-        else:
-            self._stats["requests_sent"] -= 1
-            budget.give_back(grant.granted_at)
-            self._wake_head()
-        return True
-
     async def _end(self, grant: Grant) -> None:
-        if self._end_nowait(grant):
+        if grant.end_nowait():
             return
-        if not self._answered:
-            self._first_answer(grant)
         grant._ended = True
         if grant._slots is not None:
             grant._slots.release()
@@ -512,7 +526,10 @@ class BaseLimiter:
         else:
             self._stats["requests_sent"] -= 1
             await self.store.give_back(grant.id, grant.granted_at, now)
-        self._wake_head()
+        if not self._answered:
+            self._first_answer(grant)
+        else:
+            self._wake_head()
 
     # -- waiting for the budget ----------------------------------------------------------
 
@@ -523,9 +540,35 @@ class BaseLimiter:
         return next((q[0] for q in self._queue.values() if q), None)
 
     def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None and not head.wake.done():
+        """Hand grants to queued callers, in order, while the budget allows; wake the next.
+
+        With the budget in this process, grants go straight to the callers at the head of
+        the queue, as many as the budget and their slots allow: waking them one by one,
+        one per turn of the event loop, would keep the queue (and every newcomer behind
+        it) waiting under steady load. The first that cannot be served is woken to look
+        for itself (it may need a slot, or a store that answers asynchronously).
+        """
+        budget = self._budget
+        while (head := self._head()) is not None and not head.wake.done():
+            slots = head.slots
+            if (
+                budget is not None
+                and (self._answered or not self._probing)
+                and (slots is None or (slots.free > 0 and not slots._queued))
+            ):
+                now = self.clock.time()
+                if budget.try_take(now, head.priority) is None:
+                    if slots is not None:
+                        slots.free -= 1
+                    self._stats["requests_sent"] += 1
+                    self._probing = not self._answered
+                    head.grant = Grant(self, slots, "", now, head.priority)
+                    self._queue[head.priority].popleft()
+                    head.queued = False
+                    head.wake.set_result(None)
+                    continue
             head.wake.set_result(None)
+            return
 
     async def _sleep(self, waiter: _Waiter, delay: float | None) -> None:
         if waiter.wake.done():

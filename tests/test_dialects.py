@@ -17,6 +17,7 @@ from cloudonex_async._protocol import (
     build_request,
     detect_profile,
     parse_response,
+    unwrap,
 )
 from cloudonex_async._shipped import invoice_from_shipped, invoice_to_shipped
 
@@ -50,12 +51,12 @@ NOW = 1_700_000_000.0
 
 def parse(response: RawResponse) -> Envelope:
     """The envelope of an answer, or its error raised."""
-    return parse_response(response, NOW).unwrap()
+    return unwrap(parse_response(response, NOW))
 
 
 def profile_of(response: RawResponse) -> str:
     """The profile the probe's answer names, or its error raised."""
-    return detect_profile(response, NOW).unwrap()
+    return str(unwrap(detect_profile(response, NOW)).data)
 
 
 @pytest.mark.parametrize(

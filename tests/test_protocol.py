@@ -33,6 +33,7 @@ from cloudonex_async._protocol import (
     redact,
     retry_decision,
     session_headers,
+    unwrap,
 )
 
 KEY = "s3cr3t/key+value"
@@ -58,7 +59,7 @@ def raw(
 
 def parse(response: RawResponse, now: float = NOW) -> Envelope:
     """The envelope of an answer, or its error raised."""
-    return parse_response(response, now).unwrap()
+    return unwrap(parse_response(response, now))
 
 
 # -- envelopes -----------------------------------------------------------------------

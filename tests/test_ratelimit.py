@@ -188,6 +188,27 @@ async def test_until_the_first_answer_one_request_goes_at_a_time() -> None:
         await grant.end()
 
 
+async def test_a_freed_budget_goes_to_every_queued_caller_it_covers_at_once() -> None:
+    # Woken one per turn of the loop, a queue under steady load never empties, and
+    # every newcomer queues behind it: the grants are handed over instead.
+    clock = FakeClock(T0, auto_advance=False)
+    limiter = LocalLimiter(rate_limit=5, rate_period=60, clock=clock)
+    probe = await limiter.grant()
+    waiters = [asyncio.ensure_future(limiter.grant()) for _ in range(8)]
+    await asyncio.sleep(0)
+    probe.sent = probe.answered = True
+    await probe.end()  # the first answer: the queue may go
+    # All the budget covers was handed over in that one step, before any waiter ran:
+    assert limiter.statistics_nowait().requests_sent == 5
+    assert not any(w.done() for w in waiters)
+    await wait_until(lambda: sum(1 for w in waiters if w.done()) == 4)
+    assert limiter.grant_nowait() is None  # nobody jumps the queue
+    clock.advance(60.05)
+    await asyncio.gather(*waiters)
+    for waiter in waiters:
+        await waiter.result().end()
+
+
 async def test_bad_limiter_settings_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="rate_limit"):
         LocalLimiter(rate_limit=0)
