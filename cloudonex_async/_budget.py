@@ -81,6 +81,7 @@ class Budget:
     announced_end: float | None = None  # end of the last window a server answer named
     last_reset: float | None = None  # the newest Reset value seen
     server_period: float | None = None  # the server's window length, once two Resets told
+    period_guess: float | None = None  # until then: twice the time to the first Reset
     granted: int = 0  # grants counted in the current window
     reported: int = 0  # the most the server said was used in it (Limit - Remaining)
     reported_at: float = 0.0
@@ -95,8 +96,14 @@ class Budget:
 
     @property
     def window_seconds(self) -> float:
-        """The window's length: the server's once learned, else the configured period."""
-        return self.server_period or self.period
+        """The window's length: the server's once learned, else a guess, else the period.
+
+        Before a second Reset tells the length, the first one bounds it from below: an
+        answer that arrives at a random moment of a window of length L finds, on
+        average, L / 2 left, so twice the time left is the guess (never more than the
+        configured period).
+        """
+        return self.server_period or self.period_guess or self.period
 
     def reserve(self, priority: Priority) -> int:
         """Requests of the window that ``priority`` may not touch."""
@@ -218,6 +225,8 @@ class Budget:
             self.server_period = (
                 step if self.server_period is None else min(self.server_period, step)
             )
+        if self.last_reset is None:
+            self.period_guess = min(self.period, max(2 * (info.reset_at - now), 1.0))
         self.last_reset = epoch
         # A window we had not seen. It began no earlier than the end of the last one the
         # server named; count our grants since then, plus those still in flight from

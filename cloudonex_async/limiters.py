@@ -64,7 +64,8 @@ __all__ = [
 
 # One script per step; each runs atomically in Redis. State per budget:
 #   KEYS[1] a hash: limit, window_reset, window_start, window_end, announced_end,
-#           last_reset, server_period, granted, reported, reported_at, paused_until, next_at
+#           last_reset, server_period, period_guess, granted, reported, reported_at,
+#           paused_until, next_at
 #   KEYS[2] a sorted set of grant ids scored by grant time (the log)
 #   KEYS[3] a sorted set of the grants still in flight (stale ones, from crashed
 #           processes, are dropped after STALE_SECONDS)
@@ -77,14 +78,15 @@ local now, period, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[
 local fraction, tol = tonumber(ARGV[6]), {RELATIVE_TOLERANCE!r}
 local s = redis.call('HMGET', h, 'limit', 'window_reset', 'window_start', 'window_end',
   'announced_end', 'last_reset', 'server_period', 'granted', 'reported', 'reported_at',
-  'paused_until', 'next_at')
+  'paused_until', 'next_at', 'period_guess')
 local limit = tonumber(s[1]) or tonumber(ARGV[4])
 local window_reset, window_start, window_end = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
 local announced_end, last_reset, server_period = tonumber(s[5]), tonumber(s[6]), tonumber(s[7])
 local granted, reported = tonumber(s[8]) or 0, tonumber(s[9]) or 0
 local reported_at, paused = tonumber(s[10]) or 0, tonumber(s[11]) or 0
 local next_at = tonumber(s[12]) or 0
-local length = server_period or period
+local period_guess = tonumber(s[13])
+local length = server_period or period_guess or period
 -- Budget._advance
 redis.call('ZREMRANGEBYSCORE', z, '-inf', now - math.max(period, server_period or 0))
 redis.call('ZREMRANGEBYSCORE', f, '-inf', now - tonumber(ARGV[5]))
@@ -188,6 +190,11 @@ if remaining then
       redis.call('HSET', h, 'granted', granted)
     end
   else
+    if not last_reset then
+      period_guess = math.min(period, math.max(2 * (reset_at - now), 1.0))
+      redis.call('HSET', h, 'period_guess', tostring(period_guess))
+      length = server_period or period_guess
+    end
     if last_reset and epoch - last_reset > 2 * slack then
       local step = epoch - last_reset
       if server_period then server_period = math.min(server_period, step)

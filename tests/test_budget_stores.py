@@ -155,6 +155,18 @@ SCENARIOS = [
         ],
     ),
     Scenario(
+        "until a second Reset tells its length, the window is guessed from the first",
+        limit=10,
+        period=3600.0,
+        steps=[
+            Take(T0, "a"),
+            Finish(T0 + 1, "a", answer(9, T0 + 5)),  # 4 s left: a window of about 8 s
+            Look(T0 + 1, remaining=9, window_seconds=8.0),
+            Take(T0 + 5.05, "b"),  # rolled over: the next window guessed as long
+            Look(T0 + 5.05, remaining=9, window_end=T0 + 13),
+        ],
+    ),
+    Scenario(
         "a Reset given as seconds from now names one window despite its wobble",
         limit=10,
         period=60.0,

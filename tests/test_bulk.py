@@ -188,8 +188,14 @@ async def test_progress_reports_counts_and_an_eta(
     assert [p.done for p in seen] == list(range(1, 41))
     assert seen[-1].succeeded == 40
     assert seen[-1].total == 40
+    etas = [p.eta_seconds for p in seen]
+    assert all(eta is not None for eta in etas)
     assert seen[-1].eta_seconds == 0
-    assert all(p.eta_seconds is not None for p in seen)
+    assert etas[0] is not None
+    assert etas[0] > 0  # 39 records to go: not done yet
+    assert etas[0] >= max(e for e in etas[len(etas) // 2 :] if e is not None)
+    assert seen[-1].budget_remaining is not None
+    assert seen[-1].budget_remaining < seen[0].budget_remaining  # type: ignore[operator]
 
 
 def test_eta_follows_the_budget_not_the_request_rate() -> None:
