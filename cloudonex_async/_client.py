@@ -25,6 +25,7 @@ from ._budget import Pacing, Priority
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     UNSET,
     BudgetSettings,
@@ -115,7 +116,11 @@ class Client:
         timeout: seconds for a whole request; connect_timeout: seconds to get a
             connection (at most ``timeout``; default 10 s, or ``timeout`` if shorter).
             A request that got no connection never left: it is safe to send again,
-            POSTs included.
+            POSTs included. read_timeout: seconds an answer may pause between two
+            pieces (default: ``timeout``).
+        max_response_bytes: the largest answer read, counted after decompression
+            (default 16 MiB): a larger, endless or inflating body raises
+            ResponseTooLargeError and memory stays bounded.
         max_concurrency: requests in flight at once from this client.
         limiter: the budget to spend; default: the one shared by every Client of this
             base URL and key in the process (and event loop).
@@ -151,6 +156,8 @@ class Client:
         item_paths: ItemPaths | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         limiter: BaseLimiter | None = None,
         rate_limit: int | _Unset = UNSET,
@@ -187,6 +194,8 @@ class Client:
             item_paths=item_paths,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_response_bytes=max_response_bytes,
             max_concurrency=max_concurrency,
             max_wait=max_wait,
             retry=retry,
@@ -452,6 +461,8 @@ class Client:
             body_encoding=profile.body_encoding,
             route_style=profile.route_style,
             profile=profile.name,
+            # A Reset, Retry-After or clock skew beyond twice the window is garbage.
+            horizon=2 * config.rate_period,
         )
 
     # -- the pipeline -------------------------------------------------------------------

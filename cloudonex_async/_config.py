@@ -35,6 +35,7 @@ from .errors import ConfigurationError
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_CONCURRENCY: Final = 32
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 MAX_CONCURRENCY: Final = 10_000
 DEFAULT_RATE_LIMIT: Final = 1000
 DEFAULT_RATE_PERIOD: Final = 3600.0
@@ -85,6 +86,8 @@ class ClientConfig:
     item_paths: ItemPaths | None
     timeout: float
     connect_timeout: float
+    read_timeout: float
+    max_response_bytes: int
     max_concurrency: int
     max_wait: float | None
     retry: RetryPolicy
@@ -140,6 +143,8 @@ def make_config(
     item_paths: ItemPaths | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     max_wait: float | None = None,
     retry: RetryPolicy | None = None,
@@ -181,6 +186,21 @@ def make_config(
             f"connect_timeout must be a number of seconds > 0 and at most timeout={timeout:g}, "
             f"not {connect_timeout!r}"
         )
+    read = timeout if read_timeout is None else read_timeout
+    if not positive_seconds(read) or read > timeout:
+        raise ConfigurationError(
+            f"read_timeout (seconds between two pieces of an answer) must be > 0 and at most "
+            f"timeout={timeout:g}, not {read_timeout!r}"
+        )
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or not 1024 <= max_response_bytes <= 2**31
+    ):
+        raise ConfigurationError(
+            "max_response_bytes must be an int from 1024 to 2**31 (bytes, after "
+            f"decompression), not {max_response_bytes!r}"
+        )
     if (
         isinstance(max_concurrency, bool)
         or not isinstance(max_concurrency, int)
@@ -209,6 +229,8 @@ def make_config(
         item_paths=item_paths,
         timeout=float(timeout),
         connect_timeout=float(connect),
+        read_timeout=float(read),
+        max_response_bytes=max_response_bytes,
         max_concurrency=max_concurrency,
         max_wait=max_wait,
         retry=retry,

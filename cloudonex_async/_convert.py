@@ -25,35 +25,52 @@ logger = logging.getLogger("cloudonex_async")
 M = TypeVar("M", bound=Model)
 
 
+# An amount, id or count beyond these is garbage, not a value (a quadrillion in money).
+MAX_AMOUNT = Decimal("1e15")
+MAX_INT = 2**63 - 1
+
+
 def to_decimal(value: object, _: object = None) -> Decimal:
-    """Read money from a string, int, float or Decimal without float rounding."""
-    if isinstance(value, Decimal):
-        return value
+    """Read money from a string, int, float or Decimal without float rounding.
+
+    Only finite amounts below a quadrillion are money: NaN, Infinity and absurd
+    magnitudes raise ValueError (the lenient converter parks them in ``extra``).
+    """
     if isinstance(value, bool):
         raise ValueError("a boolean is not an amount")
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))  # the shortest text that round-trips, not the binary value
-    if isinstance(value, str):
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        amount = Decimal(repr(value))  # the shortest text that round-trips, not the binary value
+    elif isinstance(value, str) and len(value) <= 64:
         try:
-            return Decimal(value.strip().replace(",", ""))
+            amount = Decimal(value.strip().replace(",", ""))
         except InvalidOperation:
             raise ValueError(f"not an amount: {value!r}") from None
-    raise ValueError(f"not an amount: {value!r}")
+    else:
+        raise ValueError(f"not an amount: {value!r}"[:100])
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+        raise ValueError(f"not a plausible amount: {value!r}"[:100])
+    return amount
 
 
 def to_int(value: object, _: object = None) -> int:
-    """Read an id or count from an int or a numeric string."""
+    """Read an id or count from an int or a numeric string (within 64 bits)."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise ValueError(f"not an integer: {value!r}")
+        number = value
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 21 and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"not an integer: {value!r}"[:100])
+    if abs(number) > MAX_INT:
+        raise ValueError(f"an integer out of range: {value!r}"[:100])
+    return number
 
 
 def to_datetime(value: object, _: object = None) -> datetime:

@@ -109,7 +109,10 @@ class Paginator(Generic[T]):
 
         done = 0
         total_pages: int | None = None
-        previous: tuple[object, ...] | None = None
+        # Every page seen, by a hash of its records (a few bytes a page, so a long walk
+        # stays small): a server that cycles through pages, not only one that repeats
+        # the last, is caught before it spends the budget.
+        seen: dict[int, int] = {}
         try:
             start_through(1)
             while True:
@@ -120,15 +123,17 @@ class Paginator(Generic[T]):
                 info = read_page(envelope)
                 if total_pages is None:
                     total_pages = known_page_count(info, size)
-                fingerprint = page_fingerprint(info.items)
-                if fingerprint and fingerprint == previous:
+                fingerprint = hash(page_fingerprint(info.items)) if info.items else None
+                repeated = seen.get(fingerprint) if fingerprint is not None else None
+                if repeated is not None:
                     if number == 2 and total_pages is None:
                         return  # no paging metadata: the server ignores paging entirely
                     raise PaginationError(
-                        f"page {number} repeats page {number - 1}: the server does not "
+                        f"page {number} repeats page {repeated}: the server does not "
                         "advance through this listing; check its paging parameters"
                     )
-                previous = fingerprint
+                if fingerprint is not None:
+                    seen[fingerprint] = number
                 last = is_last_page(info, number, size) or number == last_needed
                 if not last:
                     depth = self.prefetch

@@ -37,6 +37,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseParseError,
+    ResponseTooLargeError,
     RouteNotFoundError,
     ServerError,
     TransportError,
@@ -57,6 +58,17 @@ EXCERPT_CHARS = 200
 # Below this, a Date-header skew is indistinguishable from the header's one-second
 # resolution plus network time, and correcting for it would only add noise.
 MIN_CORRECTED_SKEW = 2.0
+#: How far from now a Reset, a Retry-After or a clock skew may plausibly be, when the
+#: caller does not say (the client passes twice its rate_period): beyond, it is garbage.
+DEFAULT_HORIZON = 7200.0
+# Sanity bounds for numbers a server reports: budgets and listings beyond these are
+# garbage, not facts (a billion requests per window, a million pages).
+MAX_BUDGET = 10**9
+MAX_PAGES = 10**6
+MAX_RECORDS = 10**9
+# Server-quoted text kept in error messages: enough to read, never a whole page.
+MAX_MESSAGE_CHARS = 500
+MAX_FIELD_ERRORS = 50
 
 logger = logging.getLogger("cloudonex_async")
 
@@ -144,6 +156,10 @@ class Request:
     body_encoding: BodyEncoding | None = None
     profile: str = "documented"
     path: str = ""
+    #: Scrubbed from every text read back (a server may echo the key). Never shown.
+    secret: str = attrs.field(default="", repr=False)
+    #: Seconds from now beyond which a Reset, Retry-After or clock skew is garbage.
+    horizon: float = DEFAULT_HORIZON
 
     @property
     def resource(self) -> str:
@@ -176,6 +192,7 @@ def build_request(
     body_encoding: BodyEncoding = "json",
     route_style: RouteStyle | None = None,
     profile: str = "documented",
+    horizon: float = DEFAULT_HORIZON,
 ) -> Request:
     """Build the request for ``method`` on ``path`` (relative to ``/api/v2/``).
 
@@ -183,7 +200,8 @@ def build_request(
     ``/?ng=api/v2/PATH``, the entry point that works on hosts without URL rewriting.
     Unset, it follows ``auth``: the vendor page's query-string method is
     ``/?api_key=KEY&ng=api/v2/PATH``. With ``auth="bearer"`` the key travels in
-    :func:`session_headers`, else as the first query parameter.
+    :func:`session_headers`, else as the first query parameter. ``horizon`` bounds the
+    times the answer may name (see :class:`Request`).
     """
     method = method.upper()
     path = path.strip("/")
@@ -203,7 +221,16 @@ def build_request(
     if auth == "query":
         query.insert(0, ("api_key", api_key))
     if body is None:
-        return Request(method, url, display_url, tuple(query), profile=profile, path=path)
+        return Request(
+            method,
+            url,
+            display_url,
+            tuple(query),
+            profile=profile,
+            path=path,
+            secret=api_key,
+            horizon=horizon,
+        )
     if body_encoding == "form":
         payload = urllib.parse.urlencode(list(encode_form(body))).encode()
         content_type = "application/x-www-form-urlencoded"
@@ -220,6 +247,8 @@ def build_request(
         body_encoding,
         profile,
         path,
+        api_key,
+        horizon,
     )
 
 
@@ -324,7 +353,12 @@ _ENVELOPE_KEYS = frozenset({"success", "error", "data", "message", "errors"})
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+def _not_json(constant: str) -> JSONValue:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+# NaN and Infinity are not JSON (RFC 8259): refused, so no amount can be one.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_not_json)
 
 
 def decode_json(body: bytes) -> JSONValue:
@@ -340,11 +374,14 @@ def parse_response(raw: RawResponse, now: float) -> Envelope | Failure:
     from now, Retry-After as an HTTP date and the Date header's clock skew are all read
     against it. Never raises a library error: it returns it, in a Failure.
     """
-    budget = RateLimitInfo.from_headers(raw.headers, now)
+    horizon = raw.request.horizon if raw.request is not None else DEFAULT_HORIZON
+    budget = RateLimitInfo.from_headers(raw.headers, now, horizon)
     try:
         envelope = read_envelope(raw, now)
     except CloudOnexError as error:
-        retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
+        retry_after = (
+            parse_retry_after(raw.headers, now, horizon) if raw.status in (429, 503) else None
+        )
         return Failure(error, budget, retry_after)
     envelope.budget = budget
     return envelope
@@ -370,7 +407,7 @@ def read_envelope(raw: RawResponse, now: float) -> Envelope:
         decoded, end = _DECODER.raw_decode(text)
         if end != len(text) and text[end:].strip():
             raise ValueError("more after the JSON document")
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; absurd nesting
         found, decoded = decode_answer(raw)
         if not found:
             return _parse_non_json(raw, now)
@@ -400,7 +437,7 @@ def decode_answer(raw: RawResponse) -> tuple[bool, JSONValue]:
     """Decode a JSON body, also behind PHP diagnostics; (False, None) if it is not JSON."""
     try:
         return True, decode_json(raw.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         pass
     found, decoded = json_after_php_diagnostics(raw.body)
     if found:
@@ -417,11 +454,20 @@ def decode_answer(raw: RawResponse) -> tuple[bool, JSONValue]:
 _UNSUPPORTED_MESSAGES = ("unknown resources requested", "unknown method")
 
 
+def _secret(raw: RawResponse) -> str:
+    return raw.request.secret if raw.request is not None else ""
+
+
 def _failure(
     raw: RawResponse, message: str, body: Mapping[str, JSONValue], now: float
 ) -> CloudOnexError:
-    """The error for a failure answer: unsupported, or the APIError of its status."""
+    """The error for a failure answer: unsupported, or the APIError of its status.
+
+    The server's words are quoted in the error, with the API key scrubbed out: a
+    server may echo the key it was sent.
+    """
     request = raw.request
+    message = redact(message, _secret(raw))
     lowered = message.lower()
     if raw.status in (200, 404, 405) and any(m in lowered for m in _UNSUPPORTED_MESSAGES):
         resource = request.resource if request else ""
@@ -440,7 +486,8 @@ def _failure(
             method=raw.method,
             url=raw.url,
         )
-    errors = _errors_of(body)
+    secret = _secret(raw)
+    errors = {redact(k, secret): redact(v, secret) for k, v in _errors_of(body).items()}
     if (
         request is not None
         and request.body_encoding == "json"
@@ -478,7 +525,7 @@ def json_after_php_diagnostics(body: bytes) -> tuple[bool, JSONValue]:
             break
         try:
             value, end = _DECODER.raw_decode(text, start.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not text[end:].strip():
             return True, value
@@ -497,12 +544,12 @@ def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
             "answers at this URL. Check the base URL; hosts without URL rewriting serve the "
             "API only through /?ng=api/v2/..., so pass route_style='ng' (or profile='auto')",
             status=404,
-            body_excerpt="" if empty else excerpt(raw.body),
+            body_excerpt="" if empty else excerpt(raw.body, _secret(raw)),
             method=raw.method,
             url=raw.url,
         )
     if raw.status >= 400:
-        message = _status_phrase(raw.status) if empty else excerpt(raw.body)
+        message = _status_phrase(raw.status) if empty else excerpt(raw.body, _secret(raw))
         raise error_for(raw, message, {}, now)
     if empty and raw.status == 204:
         return Envelope(None)
@@ -531,12 +578,12 @@ def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
             method=raw.method,
             url=raw.url,
         )
+    quoted = excerpt(raw.body, _secret(raw))
     raise ResponseParseError(
         f"{raw.method} {raw.url} answered HTTP {raw.status} with a body that is not JSON "
-        f"(first characters: {excerpt(raw.body)!r}); check the base URL and the server's "
-        "error log",
+        f"(first characters: {quoted!r}); check the base URL and the server's error log",
         status=raw.status,
-        body_excerpt=excerpt(raw.body),
+        body_excerpt=excerpt(raw.body, _secret(raw)),
         method=raw.method,
         url=raw.url,
     )
@@ -549,34 +596,48 @@ def _status_phrase(status: int) -> str:
         return "no message"
 
 
-def excerpt(body: bytes) -> str:
-    """Return the first characters of a body, for error messages."""
-    return body[:EXCERPT_CHARS].decode("utf-8", "replace").strip()
+def excerpt(body: bytes, secret: str = "") -> str:
+    """Return the first characters of a body, for error messages (``secret`` scrubbed)."""
+    return redact(body[: EXCERPT_CHARS + len(secret)].decode("utf-8", "replace"), secret)[
+        :EXCERPT_CHARS
+    ].strip()
 
 
 def _message_of(body: Mapping[str, JSONValue]) -> str:
     message = body.get("message")
     if isinstance(message, list):
-        return "; ".join(str(m) for m in message)
-    return str(message) if message not in (None, "") else ""
+        text = "; ".join(_text(m) for m in message[:MAX_FIELD_ERRORS])
+    else:
+        text = _text(message) if message not in (None, "") else ""
+    return text[:MAX_MESSAGE_CHARS]
 
 
 def _errors_of(body: Mapping[str, JSONValue]) -> dict[str, str]:
     errors = body.get("errors")
     if isinstance(errors, dict):
-        return {str(k): _flatten_message(v) for k, v in errors.items()}
+        pairs = list(errors.items())[:MAX_FIELD_ERRORS]
+        return {_text(k)[:100]: _flatten_message(v) for k, v in pairs}
     if isinstance(errors, list):
-        return {str(i): _flatten_message(v) for i, v in enumerate(errors)}
+        return {str(i): _flatten_message(v) for i, v in enumerate(errors[:MAX_FIELD_ERRORS])}
     message = body.get("message")
     if isinstance(message, list):  # legacy: every problem in order, no field names
-        return {str(i): _flatten_message(v) for i, v in enumerate(message)}
+        return {str(i): _flatten_message(v) for i, v in enumerate(message[:MAX_FIELD_ERRORS])}
     return {}
 
 
 def _flatten_message(value: JSONValue) -> str:
     if isinstance(value, list):
-        return "; ".join(str(v) for v in value)
-    return str(value)
+        return "; ".join(_text(v) for v in value[:MAX_FIELD_ERRORS])[:MAX_MESSAGE_CHARS]
+    return _text(value)[:MAX_MESSAGE_CHARS]
+
+
+def _text(value: object) -> str:
+    """A server's value as short text: nested structures are not walked whole."""
+    if isinstance(value, str):
+        return value[:MAX_MESSAGE_CHARS]
+    if isinstance(value, (list, dict)):
+        return f"<a JSON {'list' if isinstance(value, list) else 'object'}>"
+    return str(value)[:MAX_MESSAGE_CHARS]
 
 
 _HINTS = {
@@ -606,8 +667,9 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str], now: fl
                 "so check the id"
             )
     if status == 429:
-        retry_after = parse_retry_after(raw.headers, now)
-        info = RateLimitInfo.from_headers(raw.headers, now)
+        horizon = raw.request.horizon if raw.request is not None else DEFAULT_HORIZON
+        retry_after = parse_retry_after(raw.headers, now, horizon)
+        info = RateLimitInfo.from_headers(raw.headers, now, horizon)
         reset_at = (
             datetime.fromtimestamp(info.reset_at, timezone.utc)
             if info is not None and info.reset_at is not None
@@ -642,20 +704,20 @@ def error_for(raw: RawResponse, message: str, errors: Mapping[str, str], now: fl
     )
 
 
-def created_id(data: JSONValue, keys: Sequence[str] = ("id",)) -> int | None:
+def created_id(data: object, keys: Sequence[str] = ("id",)) -> int | None:
     """Find the new record's id in a create answer, under the first of ``keys`` present.
 
     The documented answer names it ``id``; shipped code uses ``contact_id`` or
     ``user_id``. Only the named keys are read: a record's ``customer_id`` is not its id.
     """
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         return None
     for key in keys:
         value = data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, str) and value.strip().isascii() and len(value.strip()) <= 19:
+            value = int(value) if _ID_PATTERN.fullmatch(value.strip()) else None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
             return value
-        if isinstance(value, str) and _ID_PATTERN.fullmatch(value.strip()) and int(value) > 0:
-            return int(value)
     return None
 
 
@@ -666,11 +728,14 @@ both answer at once with a small JSON failure whose shape tells them apart."""
 
 def detect_profile(raw: RawResponse, now: float) -> Envelope | Failure:
     """Read the probe's answer: an Envelope whose ``data`` names the profile, or a Failure."""
-    budget = RateLimitInfo.from_headers(raw.headers, now)
+    horizon = raw.request.horizon if raw.request is not None else DEFAULT_HORIZON
+    budget = RateLimitInfo.from_headers(raw.headers, now, horizon)
     try:
         name = profile_of(raw, now)
     except CloudOnexError as error:
-        retry_after = parse_retry_after(raw.headers, now) if raw.status in (429, 503) else None
+        retry_after = (
+            parse_retry_after(raw.headers, now, horizon) if raw.status in (429, 503) else None
+        )
         return Failure(error, budget, retry_after)
     return Envelope(name, budget=budget)
 
@@ -691,8 +756,7 @@ def profile_of(raw: RawResponse, now: float) -> ProfileName:
         return "documented"
     if raw.status in (401, 403, 429) or raw.status >= 500:
         body = decoded if isinstance(decoded, dict) else {}
-        message = _message_of(body) or _status_phrase(raw.status)
-        raise error_for(raw, message, _errors_of(body), now)
+        raise _failure(raw, _message_of(body) or _status_phrase(raw.status), body, now)
     if _case_insensitive(raw.headers).get(_REMAINING) is not None:
         return "documented"
     if isinstance(decoded, list):
@@ -725,12 +789,17 @@ class RateLimitInfo:
     relative: bool = False
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitInfo | None:
-        """Read the X-RateLimit-* headers; None (with a debug log line) if absent or garbled.
+    def from_headers(
+        cls, headers: Mapping[str, str], now: float, horizon: float = DEFAULT_HORIZON
+    ) -> RateLimitInfo | None:
+        """Read the X-RateLimit-* headers; None (with a debug log line) if absent or garbage.
 
         A Reset below 10^9 is read as seconds from ``now`` rather than an epoch, since
         some servers send it that way; an epoch is moved onto the local clock by the
-        Date header's skew. ``now`` is the local epoch time the answer arrived.
+        Date header's skew. ``now`` is the local epoch time the answer arrived. A Reset
+        more than ``horizon`` seconds from now, a negative Remaining, or a Limit or
+        Remaining beyond a billion are not a budget but garbage: the configured budget
+        is kept.
         """
         if type(headers) is not CIMultiDictProxy:  # what aiohttp gives is already one
             headers = _case_insensitive(headers)
@@ -744,17 +813,37 @@ class RateLimitInfo:
             limit = None if raw_limit is None else int(raw_limit)
             reset = None if raw_reset is None else float(raw_reset)
         except ValueError:
-            logger.debug("ignoring garbled X-RateLimit headers: %r", dict(headers))
+            _garbage("garbled X-RateLimit headers", headers)
             return None
-        if reset is None or not math.isfinite(reset):
-            return cls(max(0, remaining), limit)
+        limit_ok = limit is None or 1 <= limit <= MAX_BUDGET
+        if not limit_ok or not 0 <= remaining <= MAX_BUDGET:
+            _garbage("X-RateLimit numbers out of range", headers)
+            return None
+        if reset is None:
+            return cls(remaining, limit)
+        if not math.isfinite(reset):
+            _garbage("an X-RateLimit-Reset that is not finite", headers)
+            return None
         if reset < 1e9:
+            if not 0 <= reset <= horizon:
+                _garbage("an X-RateLimit-Reset out of range", headers)
+                return None
             reset_at = now + reset
-            return cls(max(0, remaining), limit, float(round(reset_at)), reset_at, True)
+            return cls(remaining, limit, float(round(reset_at)), reset_at, True)
         date = headers.get(_DATE)
-        return cls(
-            max(0, remaining), limit, reset, reset + clock_skew(date, now) if date else reset
-        )
+        reset_at = reset + clock_skew(date, now, horizon) if date else reset
+        if abs(reset_at - now) > horizon:
+            _garbage("an X-RateLimit-Reset implausibly far from now", headers)
+            return None
+        return cls(remaining, limit, reset, reset_at)
+
+
+def _garbage(what: str, headers: Mapping[str, str]) -> None:
+    logger.debug(
+        "ignoring %s (the configured budget holds): %r",
+        what,
+        {k: v for k, v in headers.items() if k.lower().startswith(("x-ratelimit", "date"))},
+    )
 
 
 # Header names as istr: case-insensitive lookups skip folding the name each time.
@@ -770,26 +859,42 @@ def _case_insensitive(headers: Mapping[str, str]) -> Mapping[str, str]:
     return CIMultiDict(headers)
 
 
-def clock_skew(date_header: str | None, now: float) -> float:
-    """Return local time minus the server's, from a Date header (0 if small or unknown)."""
+def clock_skew(date_header: str | None, now: float, horizon: float = DEFAULT_HORIZON) -> float:
+    """Return local time minus the server's, from a Date header.
+
+    0 when it is small (within the header's resolution), unknown, or implausible
+    (more than ``horizon`` seconds: a server clock decades off is garbage, not a fact).
+    """
     server_now = _http_date(date_header) if date_header else None
     if server_now is None:
         return 0.0
     skew = now - server_now
+    if abs(skew) > horizon:
+        logger.debug("ignoring a Date header %.0f s off the local clock", skew)
+        return 0.0
     return skew if abs(skew) >= MIN_CORRECTED_SKEW else 0.0
 
 
 @functools.lru_cache(maxsize=16)  # a Date header changes once a second: parse it once
 def _http_date(raw: str) -> float | None:
-    try:
-        return parsedate_to_datetime(raw).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    if len(raw) > 64:  # an HTTP date is about 29 characters
         return None
+    try:
+        moment = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
+        return None
+    return moment if math.isfinite(moment) else None
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Return Retry-After in seconds (RFC 9110: a delay in seconds or an HTTP date), or None."""
-    raw = _case_insensitive(headers).get("Retry-After", "").strip()
+def parse_retry_after(
+    headers: Mapping[str, str], now: float, horizon: float = DEFAULT_HORIZON
+) -> float | None:
+    """Return Retry-After in seconds (RFC 9110: a delay in seconds or an HTTP date), or None.
+
+    None too for garbage: not finite, or more than ``horizon`` seconds away.
+    """
+    headers = _case_insensitive(headers)
+    raw = headers.get("Retry-After", "").strip()
     if not raw:
         return None
     try:
@@ -799,8 +904,11 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         if moment is None:
             return None
         # The date is on the server's clock: move it onto ours by the Date header.
-        seconds = moment + clock_skew(_case_insensitive(headers).get(_DATE), now) - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+        seconds = moment + clock_skew(headers.get(_DATE), now, horizon) - now
+    if not math.isfinite(seconds) or seconds > horizon:
+        logger.debug("ignoring an implausible Retry-After: %r", raw[:64])
+        return None
+    return max(0.0, seconds)
 
 
 # --------------------------------------------------------------------------- retries
@@ -858,6 +966,8 @@ def retry_decision(
     if isinstance(error, RateLimitError):
         # The limiter is paused until Retry-After/Reset; acquiring again waits for it.
         return RetryDecision(True, 0.0, "429: not processed")
+    if isinstance(error, ResponseTooLargeError):
+        return RetryDecision(False, reason="the answer is too large: it would be again")
     if isinstance(error, TransportError) and not error.request_sent:
         return RetryDecision(True, backoff(policy, attempt, rng), "not sent")
     if isinstance(error, ServerError) and error.status == 503 and retry_after is not None:
@@ -949,22 +1059,25 @@ def read_page(envelope: Envelope) -> PageInfo:
         has_next = bool(next_link)
     return PageInfo(
         items=data,
-        current_page=_int_of(meta, "current_page", "page", "currentPage"),
-        total_pages=_int_of(meta, "total_pages", "last_page", "totalPages", "pages"),
-        total_records=_int_of(meta, "total_records", "total", "totalRecords"),
+        current_page=_int_of(meta, "current_page", "page", "currentPage", bound=MAX_PAGES),
+        total_pages=_int_of(
+            meta, "total_pages", "last_page", "totalPages", "pages", bound=MAX_PAGES
+        ),
+        total_records=_int_of(meta, "total_records", "total", "totalRecords", bound=MAX_RECORDS),
         has_next=has_next,
     )
 
 
-def _int_of(meta: Mapping[str, JSONValue], *names: str) -> int | None:
+def _int_of(meta: Mapping[str, JSONValue], *names: str, bound: int) -> int | None:
+    """The first of ``names`` that holds a count from 0 to ``bound``; else None."""
     for name in names:
         value = meta.get(name)
         if isinstance(value, bool):
             continue
-        if isinstance(value, int):
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+            value = int(value)
+        if isinstance(value, int) and 0 <= value <= bound:
             return value
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
     return None
 
 
@@ -992,11 +1105,17 @@ def is_last_page(info: PageInfo, page: int, page_size: int) -> bool:
     return count < page_size
 
 
-def page_fingerprint(items: Sequence[JSONValue]) -> tuple[object, ...]:
+def page_fingerprint(items: Sequence[JSONValue]) -> tuple[str, ...]:
     """Identify a page by its records' ids (or whole records), to spot a repeated page."""
-    return tuple(
-        item.get("id", json.dumps(item, sort_keys=True, default=str))
-        if isinstance(item, dict)
-        else json.dumps(item, default=str)
-        for item in items
-    )
+    return tuple(_item_key(item) for item in items)
+
+
+def _item_key(item: JSONValue) -> str:
+    if isinstance(item, dict):
+        record_id = item.get("id")
+        if isinstance(record_id, (int, str)) and not isinstance(record_id, bool):
+            return f"id:{record_id}"
+    try:
+        return json.dumps(item, sort_keys=True, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return repr(item)[:200]

@@ -21,7 +21,12 @@ import aiohttp
 
 from ._config import ClientConfig
 from ._protocol import RawResponse, Request, redact, session_headers
-from .errors import ConfigurationError, RequestTimeoutError, TransportError
+from .errors import (
+    ConfigurationError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    TransportError,
+)
 
 #: The aiohttp session type a Client can borrow (``Client(session=...)``).
 ClientSession = aiohttp.ClientSession
@@ -53,7 +58,9 @@ class AiohttpTransport:
         api_key: scrubbed from every error message.
         headers: sent with every request (set once on an owned session).
         timeout: seconds for a whole request. connect_timeout: seconds to get a connection.
-        max_connections: the pool's size. ssl: passed to aiohttp.
+        read_timeout: seconds an answer may pause between two pieces.
+        max_connections: the pool's size. max_response_bytes: the largest body read,
+            after decompression. ssl: passed to aiohttp.
         session: an ``aiohttp.ClientSession`` to borrow.
     """
 
@@ -65,18 +72,26 @@ class AiohttpTransport:
         timeout: float,
         connect_timeout: float,
         max_connections: int,
+        read_timeout: float | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
         ssl: _ssl.SSLContext | bool | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._api_key = api_key
         self._headers = dict(headers)
         self._owns_session = session is None
+        self._max_bytes = max_response_bytes
+        read = read_timeout or timeout
         if self._owns_session:
             # No pool waits (see the class docstring): bound the TCP/TLS connect only,
             # which costs no timer for a pooled connection.
-            self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+            self._timeout = aiohttp.ClientTimeout(
+                total=timeout, sock_connect=connect_timeout, sock_read=read
+            )
         else:
-            self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+            self._timeout = aiohttp.ClientTimeout(
+                total=timeout, connect=connect_timeout, sock_read=read
+            )
         self._max_connections = max_connections
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._session = session
@@ -94,7 +109,9 @@ class AiohttpTransport:
             ),
             timeout=config.timeout,
             connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
             max_connections=config.max_concurrency,
+            max_response_bytes=config.max_response_bytes,
             ssl=config.ssl,
             session=session,
         )
@@ -136,12 +153,12 @@ class AiohttpTransport:
                 allow_redirects=False,
             )
             try:
-                body = await response.read()
+                body = await self._read(response, request)
             finally:
                 response.release()
             # response.headers: a case-insensitive, read-only view
             return RawResponse(response.status, response.headers, body, request)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ResponseTooLargeError):
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             # No connection within connect_timeout (a pool wait included): nothing left.
@@ -162,6 +179,37 @@ class AiohttpTransport:
         # Raised outside the handlers, so neither __cause__ nor __context__ keeps
         # aiohttp's exception, whose text may hold the key (query-auth URLs).
         raise error
+
+    async def _read(self, response: aiohttp.ClientResponse, request: Request) -> bytes:
+        """Read the body, never more than max_response_bytes of it (after decompression)."""
+        limit = self._max_bytes
+        length = response.content_length
+        if length is not None and length <= limit and "Content-Encoding" not in response.headers:
+            return await response.read()  # the size is known and fine: one read
+        if length is not None and length > limit and "Content-Encoding" not in response.headers:
+            response.close()
+            raise self._too_large(request, f"it announced {length} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        content = response.content  # decompressed as it arrives, a chunk at a time
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > limit:
+                response.close()  # the rest is never read: the connection goes
+                raise self._too_large(request, "it went on past that")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, request: Request, how: str) -> ResponseTooLargeError:
+        reason = f"the answer is larger than max_response_bytes={self._max_bytes} ({how})"
+        return ResponseTooLargeError(
+            f"{request.method} {request.display_url}: {reason}; ask for less (a smaller "
+            "page_size), or raise Client(max_response_bytes=...) if such answers are expected",
+            method=request.method,
+            url=request.display_url,
+            request_sent=True,
+            reason=reason,
+        )
 
     def _error(
         self,

@@ -7,6 +7,7 @@
     │   └── RouteNotFoundError    the web server has no API at this URL (an HTML 404 page)
     ├── TransportError            the network failed (connection, timeout, dropped answer)
     │   ├── RequestTimeoutError
+    │   ├── ResponseTooLargeError the answer outgrew max_response_bytes (after decompression)
     │   └── OutcomeUnknownError   a write was sent but its outcome is unknown
     ├── APIError                  the server answered with a failure
     │   ├── ValidationError       400 (or a legacy failure at 200): field errors in ``.errors``
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseParseError",
+    "ResponseTooLargeError",
     "RouteNotFoundError",
     "ServerError",
     "TransportError",
@@ -108,6 +110,15 @@ class TransportError(CloudOnexError):
 
 class RequestTimeoutError(TransportError):
     """No complete answer arrived within the configured timeout."""
+
+
+class ResponseTooLargeError(TransportError):
+    """The answer grew past ``max_response_bytes`` (counted after decompression).
+
+    Its reading stopped there and the connection was dropped, so memory stays bounded
+    whatever the server sends. Ask for less (a smaller ``page_size``), or raise
+    ``Client(max_response_bytes=...)`` if such answers are expected. It is not retried.
+    """
 
 
 class OutcomeUnknownError(TransportError):

@@ -18,7 +18,13 @@ from .._pagination import DEFAULT_PAGE_SIZE, Paginator
 from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
-from ..errors import BulkError, ConfigurationError, ResponseParseError, UnsupportedError
+from ..errors import (
+    BulkError,
+    ConfigurationError,
+    OutcomeUnknownError,
+    ResponseParseError,
+    UnsupportedError,
+)
 from ..models import Model
 from ._api import ClientAPI
 from ._operations import CreateOperation, DeleteOperation, UpdateOperation
@@ -326,8 +332,18 @@ class Resource(Generic[M]):
             "POST", path, body=body, priority=priority, on_send=on_send
         )
         data = self._from_wire(envelope.data)
-        if isinstance(data, Mapping) and data.get("id") is not None:
-            return self._to_model({**payload, **data})  # the documented answer: the record
+        if isinstance(data, Mapping) and "id" in data:  # the documented answer: the record
+            new_id = created_id(data, ("id",))
+            if new_id is None:
+                raise OutcomeUnknownError(
+                    f"POST {path} answered a record whose id is not an id "
+                    f"({data.get('id')!r}): the record may or may not exist; look it up "
+                    "before creating it again",
+                    method="POST",
+                    url=path,
+                    reason="the answer named no valid id",
+                )
+            return self._to_model({**payload, **data, "id": new_id})
         if envelope.legacy and profile.body_encoding == "json":
             # Only shipped 4.x code answers {"error": false, ...}, and it reads form
             # fields only: the record was created from none of the fields sent.
@@ -346,10 +362,13 @@ class Resource(Generic[M]):
     def _created_id(self, envelope: Envelope, request: str) -> int:
         new_id = created_id(envelope.data, self.created_keys)
         if new_id is None:
-            raise ResponseParseError(
-                f"{request} answered without the new record's id "
-                f"(message: {envelope.message!r}); look the record up before creating it again",
-                status=200,
+            raise OutcomeUnknownError(
+                f"{request} answered without a valid id for the new record "
+                f"(message: {envelope.message!r}): it may or may not exist; look it up "
+                "before creating it again",
+                method="POST",
+                url=request,
+                reason="the answer named no valid id",
             )
         return new_id
 
@@ -403,7 +422,14 @@ class Resource(Generic[M]):
         return self._to_model(data)
 
     def _listed(self, data: object) -> M:
-        return self._to_model(self._from_wire(data))
+        data = self._from_wire(data)
+        if not isinstance(data, Mapping):
+            raise ResponseParseError(
+                f"GET {self.path} listed a {type(data).__name__} where each record should be "
+                "a JSON object; the server's answer is not a listing of records",
+                status=200,
+            )
+        return self._to_model(data)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from .._convert import CONVERTER
 from .._protocol import created_id
 from .._ratelimit import Priority
-from ..errors import ConfigurationError, ResponseParseError
+from ..errors import ConfigurationError, OutcomeUnknownError, ResponseParseError
 from ..models import FinancialReport, Webhook
 from ._api import ClientAPI
 
@@ -66,13 +66,15 @@ class Webhooks:
         body = {"url": url, "events": list(events)}
         envelope = await self._client.call("POST", "webhooks", body=body, priority=priority)
         data = envelope.data
-        if isinstance(data, Mapping) and data.get("id") is not None:
-            return CONVERTER.structure({**body, **data}, Webhook)
         new_id = created_id(data, ("id", "webhook_id"))
         if new_id is None:
-            raise ResponseParseError(
-                "POST webhooks answered without the new webhook's id; list your webhooks in "
-                "the CloudOnex admin before creating it again",
-                status=200,
+            raise OutcomeUnknownError(
+                "POST webhooks answered without a valid id for the new webhook: it may or "
+                "may not exist; list your webhooks in the CloudOnex admin before creating it "
+                "again",
+                method="POST",
+                url="webhooks",
+                reason="the answer named no valid id",
             )
-        return CONVERTER.structure({**body, "id": new_id}, Webhook)
+        record = {**body, **data} if isinstance(data, Mapping) else body
+        return CONVERTER.structure({**record, "id": new_id}, Webhook)
