@@ -52,7 +52,8 @@ class AiohttpTransport:
     holds a slot for every request in flight, so no request ever waits for a pooled
     connection, and the connect timeout bounds opening one. A borrowed session may pool
     fewer; its waits fall under the connect timeout too. A borrowed session is never
-    closed here.
+    closed here, and keeps aiohttp's habit of sending an idempotent request once more
+    when a reused connection drops (the budget cannot count that one).
 
     Args:
         api_key: scrubbed from every error message.
@@ -127,6 +128,12 @@ class AiohttpTransport:
                 timeout=self._timeout,
                 raise_for_status=False,
             )
+            # aiohttp sends an idempotent request again, unasked, when a reused
+            # connection drops: one grant would become two requests the budget never
+            # saw (and a 429 for someone). The retry policy decides retries instead.
+            # There is no public switch; aiohttp's own test client flips the same flag.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def send(self, request: Request) -> RawResponse:

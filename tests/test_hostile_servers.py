@@ -241,6 +241,30 @@ async def test_a_connection_reset_mid_body_is_a_transport_error() -> None:
     assert type(post.value).__name__ == "OutcomeUnknownError"
 
 
+async def test_a_dropped_keep_alive_connection_is_not_resent_behind_the_budgets_back() -> None:
+    # aiohttp, left alone, sends an idempotent request once more on a new connection
+    # when a reused one drops: a request the budget never granted.
+    seen = {"requests": 0}
+    fine = answer({"success": True, "data": []})
+
+    async def drop_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            seen["requests"] += 1
+            if seen["requests"] == 2:
+                writer.transport.abort()  # the reused connection drops, unanswered
+                return
+            writer.write(fine)
+            await writer.drain()
+
+    async with raw_server(drop_second) as url, client(url) as c:
+        assert await bounded(c.request("GET", "customers"), 1.0) == []
+        with pytest.raises(TransportError):
+            await bounded(c.request("GET", "customers"), 1.0)  # attempts=1: no retry
+        assert c.rate_limit.requests_sent == 2
+    assert seen["requests"] == 2  # as many as were granted
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "outcome"),
     [
