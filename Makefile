@@ -36,7 +36,7 @@ bench: $(STAMP)
 # The soak test for longer (SOAK_SECONDS, default 120), printing its figures.
 soak: $(STAMP)
 	CLOUDONEX_SOAK_SECONDS=$${SOAK_SECONDS:-120} CLOUDONEX_SOAK_REPORT=1 \
-		$(BIN)/pytest -q -s -p no:randomly tests/test_soak.py
+		$(BIN)/pytest -q -s tests/test_soak.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache
