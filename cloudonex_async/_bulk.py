@@ -25,13 +25,14 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import attrs
 
 from ._clock import Clock
-from ._journal import Journal, JournalEntry
+from ._journal import Journal, JournalEntry, open_journal
 from ._outcomes import DONE, BulkProgress, Outcome, Status
 from ._ratelimit import RateLimitStatus
 from .errors import (
@@ -43,6 +44,7 @@ from .errors import (
     OutcomeUnknownError,
     TransportError,
     UnsupportedError,
+    ValidationError,
 )
 from .models import Model
 
@@ -176,7 +178,7 @@ class BulkJob(Generic[M]):
         key: KeyFunction | None = None,
         concurrency: int = DEFAULT_BULK_CONCURRENCY,
         batch_size: int | None = None,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         reconcile: Reconcile | None = None,
         retry_failed: bool = True,
         on_progress: ProgressHook | None = None,
@@ -190,11 +192,8 @@ class BulkJob(Generic[M]):
         self.key = key
         self.concurrency = concurrency
         self.batch_size = batch_size if operation.name == "create" else None
-        self.journal = (
-            Journal(journal, operation=operation.name, resource=operation.path)
-            if journal is not None
-            else None
-        )
+        self.journal = open_journal(journal)
+        self.job = {"operation": operation.name, "resource": operation.path}
         self.reconcile = reconcile
         self.retry_failed = retry_failed
         self.on_progress = on_progress
@@ -217,6 +216,11 @@ class BulkJob(Generic[M]):
         self._stopping = False
         self._not_sent: set[asyncio.Task[object]] = set()  # workers whose request has not left
         self._in_flight: set[int] = set()  # records whose request left, outcome not yet out
+
+    @property
+    def requests(self) -> int:
+        """The requests this job has sent so far (every attempt counts)."""
+        return self._requests
 
     async def __aiter__(self) -> AsyncIterator[Outcome[M]]:
         main: asyncio.Future[object] = asyncio.ensure_future(self._run())
@@ -245,7 +249,7 @@ class BulkJob(Generic[M]):
 
     async def _run(self) -> None:
         try:
-            previous = await asyncio.to_thread(self.journal.load) if self.journal else {}
+            previous = await self.journal.load(self.job) if self.journal else {}
             workers = [asyncio.ensure_future(self._work()) for _ in range(self.concurrency)]
             try:
                 await self._feed(previous)
@@ -292,7 +296,12 @@ class BulkJob(Generic[M]):
             )
             return True
         if entry.state == "failed" and not self.retry_failed:
-            error = CloudOnexError(entry.error or "failed in an earlier run")
+            message = entry.error or "failed in an earlier run"
+            error: CloudOnexError = (
+                ValidationError(message, status=0, errors=entry.errors)
+                if entry.errors
+                else CloudOnexError(message)
+            )
             await self._emit(Outcome(item.index, "failed", item.key, error=error, resumed=True))
             return True
         if entry.state in ("sent", "unknown") and not self.operation.idempotent:
@@ -379,32 +388,64 @@ class BulkJob(Generic[M]):
             task.cancel()
 
     async def _resolve(self, items: list[Item]) -> None:
-        """Look up records that may exist; send the ones the hook says do not."""
-        for item in items:
-            try:
-                found = await self.reconcile(item.source) if self.reconcile else None
-            except CloudOnexError as error:  # the lookup failed: still unknown
-                await self._emit(Outcome(item.index, "unknown", item.key, error=error))
-                continue
-            if found is None and self.reconcile is not None:
-                outcome = await self._one(item, None)
-                await self._journal_outcomes([outcome], {item.index: item})
-            elif found is not None:
-                model = self.operation.found(item, found)
-                outcome = Outcome(item.index, "created", item.key, model, model.id)
-                await self._journal_outcomes([outcome], {item.index: item})
-            else:
-                outcome = Outcome(
-                    item.index,
-                    "unknown",
-                    item.key,
-                    error=OutcomeUnknownError(
-                        "an earlier run sent this record but did not learn the outcome; "
-                        "pass reconcile= to look it up"
-                    ),
-                    resumed=True,
+        """Look up records that may exist; send the ones the hook says do not.
+
+        The lookups run ``concurrency`` at a time (under the budget, as every call);
+        the records found missing go out again in batches, as the first time.
+        """
+        if self.reconcile is None:
+            for item in items:
+                await self._emit(
+                    Outcome(
+                        item.index,
+                        "unknown",
+                        item.key,
+                        error=OutcomeUnknownError(
+                            "an earlier run sent this record but did not learn the outcome; "
+                            "pass reconcile= to look it up"
+                        ),
+                        resumed=True,
+                    )
                 )
-            await self._emit(outcome)
+            return
+        reconcile = self.reconcile
+        lanes = asyncio.Semaphore(self.concurrency)
+
+        async def look_up(item: Item) -> tuple[Item, object, CloudOnexError | None]:
+            async with lanes:
+                try:
+                    return item, await reconcile(item.source), None
+                except CloudOnexError as error:  # the lookup failed: still unknown
+                    return item, None, error
+
+        missing: list[Item] = []
+        for item, found, error in await asyncio.gather(*(look_up(i) for i in items)):
+            if error is not None:
+                await self._emit(Outcome(item.index, "unknown", item.key, error=error))
+            elif found is None:
+                missing.append(item)
+            else:
+                model = self.operation.found(item, found)
+                outcome: Outcome[M] = Outcome(item.index, "created", item.key, model, model.id)
+                await self._journal_outcomes([outcome], {item.index: item})
+                await self._emit(outcome)
+        size = self.batch_size or 1
+        units = [missing[n : n + size] for n in range(0, len(missing), size)]
+
+        async def resend(unit: list[Item]) -> None:
+            async with lanes:
+                outcomes = None
+                if len(unit) > 1:
+                    outcomes = await self._attempt(
+                        unit, None, lambda send: self.operation.batch(unit, send)
+                    )
+                if outcomes is None:
+                    outcomes = [await self._one(item, None) for item in unit]
+                await self._journal_outcomes(outcomes, {item.index: item for item in unit})
+                for outcome in outcomes:
+                    await self._emit(outcome)
+
+        await asyncio.gather(*(resend(unit) for unit in units))
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -427,6 +468,8 @@ class BulkJob(Generic[M]):
                         o.key,
                         o.record_id,
                         o.error.message if o.error else None,
+                        # Field errors too: "Validation failed" alone helps nobody fix it.
+                        dict(o.error.errors) if isinstance(o.error, APIError) else None,
                     )
                     for o in outcomes
                 ]

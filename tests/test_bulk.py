@@ -232,6 +232,9 @@ async def test_a_journal_makes_a_rerun_skip_what_was_done(
     assert all(o.resumed for o in again.outcomes)
     assert [o.status for o in again.outcomes] == [o.status for o in first.outcomes]
     assert [o.record_id for o in again.outcomes] == [o.record_id for o in first.outcomes]
+    assert again.outcomes[4].error is not None
+    assert isinstance(again.outcomes[4].error, ValidationError)  # its field errors were kept
+    assert again.outcomes[4].error.errors == {"email": "Invalid email format"}
     retried = await client.customers.bulk_create(
         records, batch_size=None, journal=journal, retry_failed=True
     )
@@ -316,3 +319,43 @@ async def test_bulk_work_leaves_the_reserve_to_interactive_calls(
         assert len(page) == 24
         job.cancel()
         await asyncio.gather(job, return_exceptions=True)
+
+
+async def test_lost_batches_are_looked_up_concurrently_and_resent_in_batches(
+    sandbox: SandboxServer, make_client: ClientFactory
+) -> None:
+    client = make_client(sandbox)
+    sandbox.inject("drop")  # the first batch is lost before the server stores it
+    lookups, busy, widest = 0, 0, 0
+
+    async def reconcile(record: dict[str, str]) -> Customer | None:
+        nonlocal lookups, busy, widest
+        lookups, busy = lookups + 1, busy + 1
+        widest = max(widest, busy)
+        await asyncio.sleep(0.005)
+        busy -= 1
+        found = await client.customers.list(email=record["email"]).collect()
+        return found[0] if found else None
+
+    result = await client.customers.bulk_create(
+        people(50), batch_size=25, concurrency=4, reconcile=reconcile
+    )
+    assert len(result.succeeded) == 50
+    assert lookups == 25
+    assert widest > 1
+    assert sandbox.count("batch") == 3  # two batches, and the lost one's records once more
+    assert emails(sandbox) == Counter(f"person{n}@example.com" for n in range(50))
+
+
+async def test_progress_of_a_generator_knows_its_total_when_told(
+    sandbox: SandboxServer, make_client: ClientFactory
+) -> None:
+    client = make_client(sandbox)
+    untold: list[BulkProgress] = []
+    told: list[BulkProgress] = []
+    await client.customers.bulk_create(people(5), on_progress=untold.append)
+    await client.customers.bulk_create(people(5, 5), on_progress=told.append, total=5)
+    assert untold[-1].total is None
+    assert untold[-1].eta_seconds is None
+    assert told[-1].total == 5
+    assert told[-1].eta_seconds == 0
