@@ -14,7 +14,17 @@ from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
 from ._events import Event, EventKind
-from ._outcomes import BulkProgress, BulkResult, Outcome
+from ._journal import FileJournal, Journal, JournalEntry, RedisJournal
+from ._outcomes import (
+    BulkProgress,
+    BulkResult,
+    Deletion,
+    Outcome,
+    PlannedChange,
+    SyncOutcome,
+    SyncPlan,
+    SyncResult,
+)
 from ._pagination import Page, Paginator
 from ._profile import ServerProfile
 from ._protocol import Envelope, JSONValue, RateLimitInfo, RawResponse, Request, RetryPolicy
@@ -37,6 +47,7 @@ from .errors import (
     ResponseTooLargeError,
     RouteNotFoundError,
     ServerError,
+    SyncError,
     TransportError,
     UnsupportedError,
     ValidationError,
@@ -81,14 +92,18 @@ __all__ = [
     "ConfigurationError",
     "CreatedWithoutIdError",
     "Customer",
+    "Deletion",
     "Envelope",
     "Event",
     "EventKind",
+    "FileJournal",
     "FinancialReport",
     "Grant",
     "Invoice",
     "InvoiceItem",
     "JSONValue",
+    "Journal",
+    "JournalEntry",
     "Lead",
     "LocalLimiter",
     "Model",
@@ -100,6 +115,7 @@ __all__ = [
     "PaginationError",
     "Paginator",
     "PermissionDeniedError",
+    "PlannedChange",
     "Product",
     "Purchase",
     "Quote",
@@ -107,6 +123,7 @@ __all__ = [
     "RateLimitInfo",
     "RateLimitStatus",
     "RawResponse",
+    "RedisJournal",
     "RedisLimiter",
     "Request",
     "RequestTimeoutError",
@@ -118,6 +135,10 @@ __all__ = [
     "ServerError",
     "ServerProfile",
     "Supplier",
+    "SyncError",
+    "SyncOutcome",
+    "SyncPlan",
+    "SyncResult",
     "SystemClock",
     "Ticket",
     "Transaction",

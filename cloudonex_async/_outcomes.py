@@ -1,11 +1,12 @@
-"""What a bulk job reports: one Outcome per record, the BulkResult, and BulkProgress.
+"""What bulk jobs and syncs report: one outcome per record, the results, progress, plans.
 
-Plain records, no behaviour: the job (``_bulk``) makes them, and ``BulkError`` carries
-a ``BulkResult``.
+Plain records, no behaviour: the jobs (``_bulk``, ``_sync``) make them, and
+``BulkError``/``SyncError`` carry a result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -91,4 +92,128 @@ class BulkResult(Generic[M]):
         return (
             f"{len(self.outcomes)} records: {len(self.succeeded)} succeeded, "
             f"{len(self.failed)} failed, {len(self.unknown)} unknown"
+        )
+
+
+SyncStatus = Literal["created", "updated", "unchanged", "failed", "unknown"]
+SYNC_DONE: frozenset[str] = frozenset({"created", "updated", "unchanged"})
+Action = Literal["create", "update", "unchanged", "delete", "failed"]
+
+
+@attrs.frozen
+class SyncOutcome(Generic[M]):
+    """How one input record of a sync ended.
+
+    Attributes:
+        index: its position in the input. key: its key, as given.
+        status: ``created``, ``updated``, ``unchanged``, ``failed`` or ``unknown``.
+        model: the record as it now is on the server, when known.
+        record_id: its id, when known. changes: the fields sent (all of them for a
+            create, only those that differed for an update).
+        error: why it failed or is unknown. resumed: settled by an earlier run.
+    """
+
+    index: int
+    status: SyncStatus
+    key: str | None = None
+    model: M | None = None
+    record_id: int | None = None
+    changes: Mapping[str, object] = attrs.field(factory=dict, repr=False)
+    error: CloudOnexError | None = attrs.field(default=None, eq=False)
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the server now holds the record as the input has it."""
+        return self.status in SYNC_DONE
+
+
+@attrs.frozen
+class Deletion:
+    """A remote record whose key was not in a ``delete_missing`` sync's input.
+
+    ``status`` is ``deleted``, ``failed``, or ``skipped`` (``max_deletes`` was reached).
+    """
+
+    key: str | None
+    record_id: int | None
+    status: Literal["deleted", "failed", "skipped", "planned"]
+    error: CloudOnexError | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class PlannedChange:
+    """What a sync will do to one input record (or, for ``delete``, to a remote one)."""
+
+    index: int | None
+    key: str | None
+    action: Action
+    record_id: int | None = None
+    changes: Mapping[str, object] = attrs.field(factory=dict)
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SyncPlan:
+    """A sync's plan, as ``dry_run=True`` returns it: nothing was written.
+
+    Attributes:
+        strategy: ``"scan"`` or ``"lookup"``, as chosen. creates, updates, unchanged,
+            deletes, failed: counts. requests: the requests a real run will cost (the
+            finding included); requests_spent: what this dry run cost. eta_seconds:
+            when a real run would end, from the budget's remaining requests and Reset.
+        changes: every planned change.
+    """
+
+    strategy: str
+    creates: int
+    updates: int
+    unchanged: int
+    deletes: int
+    failed: int
+    requests: int
+    requests_spent: int
+    eta_seconds: float
+    changes: list[PlannedChange] = attrs.field(repr=False)
+
+    def summary(self) -> str:
+        """One line: the plan and its cost."""
+        return (
+            f"{self.creates} to create, {self.updates} to update, {self.unchanged} unchanged, "
+            f"{self.deletes} to delete, {self.failed} failed; about {self.requests} requests "
+            f"({self.strategy}), done in about {self.eta_seconds:.0f} s"
+        )
+
+
+@attrs.define
+class SyncResult(Generic[M]):
+    """Exactly one outcome per input record, in input order, and the deletions."""
+
+    outcomes: list[SyncOutcome[M]]
+    deletions: list[Deletion] = attrs.field(factory=list)
+    strategy: str = "scan"
+    requests: int = 0
+
+    def count(self, status: str) -> int:
+        """How many input records ended with ``status``."""
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failed(self) -> list[SyncOutcome[M]]:
+        """The records the server does not hold as the input has them, for certain."""
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def unknown(self) -> list[SyncOutcome[M]]:
+        """The records whose outcome could not be learned."""
+        return [o for o in self.outcomes if o.status == "unknown"]
+
+    def summary(self) -> str:
+        """One line: how many records ended which way."""
+        deleted = sum(1 for d in self.deletions if d.status == "deleted")
+        return (
+            f"{len(self.outcomes)} records: {self.count('created')} created, "
+            f"{self.count('updated')} updated, {self.count('unchanged')} unchanged, "
+            f"{self.count('failed')} failed, {self.count('unknown')} unknown; "
+            f"{deleted} deleted; {self.requests} requests"
         )

@@ -30,12 +30,16 @@ DEFAULT_PAGE_SIZE = 100
 
 @attrs.frozen
 class Page(Generic[T]):
-    """One page of a listing: its items, its 1-based number and any totals the server sent."""
+    """One page of a listing: its items, its 1-based number and any totals the server sent.
+
+    ``last`` is whether the listing ends with this page.
+    """
 
     items: Sequence[T]
     number: int
     total_records: int | None = None
     total_pages: int | None = None
+    last: bool = False
 
 
 class Paginator(Generic[T]):
@@ -148,6 +152,7 @@ class Paginator(Generic[T]):
                     number=number,
                     total_records=info.total_records,
                     total_pages=total_pages,
+                    last=last,
                 )
                 if last:
                     return

@@ -20,7 +20,8 @@
     ├── UnsupportedError          this server does not offer (or silently ignores) the call
     ├── CreatedWithoutIdError     a record was created, but the server did not say its id
     ├── PaginationError           a listing does not advance (the server repeats a page)
-    └── BulkError                 raise_on_error=True: some records failed or are unknown
+    ├── BulkError                 raise_on_error=True: some records failed or are unknown
+    └── SyncError                 raise_on_error=True: a sync left records failed or unknown
 
 Every message says what happened and what to do next. No message, ``repr`` or
 attribute ever holds the API key: URLs are redacted before they get here.
@@ -32,7 +33,7 @@ import datetime as _dt
 from collections.abc import Mapping
 
 from ._error_base import CloudOnexError
-from ._outcomes import BulkResult
+from ._outcomes import BulkResult, SyncResult
 from .models import Model
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RouteNotFoundError",
     "ServerError",
+    "SyncError",
     "TransportError",
     "UnsupportedError",
     "ValidationError",
@@ -309,5 +311,19 @@ class BulkError(CloudOnexError):
         super().__init__(
             f"bulk job incomplete: {result.summary()}; see .result for each record, "
             "fix the failed ones and rerun with the same journal"
+        )
+        self.result = result
+
+
+class SyncError(CloudOnexError):
+    """A sync run with ``raise_on_error=True`` left records failed or unknown.
+
+    ``result`` holds every record's outcome, the successful ones included.
+    """
+
+    def __init__(self, result: SyncResult[Model]) -> None:
+        super().__init__(
+            f"sync incomplete: {result.summary()}; see .result for each record, fix the "
+            "failed ones and run the sync again (it only does what is still needed)"
         )
         self.result = result

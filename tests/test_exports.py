@@ -6,6 +6,8 @@ import cloudonex_async
 from cloudonex_async import errors, testing
 
 PUBLIC = {
+    "Deletion", "FileJournal", "Journal", "JournalEntry", "PlannedChange", "RedisJournal",
+    "SyncError", "SyncOutcome", "SyncPlan", "SyncResult",
     "UNSET", "APIError", "AiohttpTransport", "AuthenticationError", "BulkError",
     "BulkProgress", "BulkResult", "Client", "ClientConfig", "Clock", "CloudOnexError",
     "ConfigurationError", "CreatedWithoutIdError", "Customer", "Envelope", "Event",

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+import os
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._bulk import (
     DEFAULT_BATCH_SIZE,
@@ -13,16 +23,19 @@ from .._bulk import (
     OnSend,
 )
 from .._convert import CONVERTER
-from .._outcomes import BulkProgress, BulkResult, Outcome
-from .._pagination import DEFAULT_PAGE_SIZE, Paginator
+from .._journal import Journal
+from .._outcomes import BulkProgress, BulkResult, Outcome, SyncPlan, SyncResult
+from .._pagination import DEFAULT_PAGE_SIZE, Page, Paginator
 from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
+from .._sync import Normalize, Strategy, SyncJob, default_normalize, run_sync
 from ..errors import (
     BulkError,
     ConfigurationError,
     OutcomeUnknownError,
     ResponseParseError,
+    SyncError,
     UnsupportedError,
 )
 from ..models import Model
@@ -144,7 +157,17 @@ class Resource(Generic[M]):
             filters: query parameters, for example ``search="jane"`` or ``status="Unpaid"``.
         """
         params = {k: v for k, v in filters.items() if v is not None}
+        return self._paginator(params, page_size, limit, prefetch, concurrency, priority)
 
+    def _paginator(
+        self,
+        params: Mapping[str, object],
+        page_size: int,
+        limit: int | None,
+        prefetch: int,
+        concurrency: int,
+        priority: Priority,
+    ) -> Paginator[M]:
         async def fetch(page: int, size: int) -> Envelope:
             profile = await self._ready("list")
             if not profile.paged:
@@ -173,7 +196,7 @@ class Resource(Generic[M]):
         key: Callable[[Any], object] | None = None,
         concurrency: int = DEFAULT_BULK_CONCURRENCY,
         batch_size: int | None = DEFAULT_BATCH_SIZE,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         reconcile: Callable[[Any], Awaitable[M | None]] | None = None,
         retry_failed: bool = False,
         on_progress: Callable[[BulkProgress], object] | None = None,
@@ -190,8 +213,9 @@ class Resource(Generic[M]):
             batch_size: records per ``POST batch/<resource>`` request; None sends one
                 request per record. Servers without the batch path are detected (404 or
                 405) and remembered, and the job goes on one record at a time.
-            journal: a file recording every record's state (fsync'd); rerunning the job
-                with the same input and journal skips what was done.
+            journal: where every record's state is kept: a file path (fsync'd JSON lines)
+                or a Journal (``RedisJournal`` for machines that lose their disk);
+                rerunning the job with the same input and journal skips what was done.
             reconcile: looks up a record whose outcome is unknown (for example by email
                 through a filtered ``list``) and returns the existing model or None;
                 None means it does not exist, and it is sent once more. Without it,
@@ -237,7 +261,7 @@ class Resource(Generic[M]):
         raise_on_error: bool = False,
         key: Callable[[Any], object] | None = None,
         concurrency: int = DEFAULT_BULK_CONCURRENCY,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         on_progress: Callable[[BulkProgress], object] | None = None,
         total: int | None = None,
     ) -> BulkResult[M]:
@@ -264,7 +288,7 @@ class Resource(Generic[M]):
         *,
         raise_on_error: bool = False,
         concurrency: int = DEFAULT_BULK_CONCURRENCY,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         on_progress: Callable[[BulkProgress], object] | None = None,
         total: int | None = None,
     ) -> BulkResult[M]:
@@ -279,6 +303,145 @@ class Resource(Generic[M]):
             total=total,
         )
         return await _collect(job.__aiter__(), raise_on_error)
+
+    # -- sync ---------------------------------------------------------------------------
+
+    @overload
+    async def sync(
+        self,
+        records: Iterable[RecordInput] | AsyncIterable[RecordInput],
+        *,
+        key: str | Callable[[Any], object],
+        dry_run: Literal[True],
+        remote_key: str | None = ...,
+        normalize: Normalize = ...,
+        fields: Iterable[str] | None = ...,
+        strategy: Strategy = ...,
+        delete_missing: bool = ...,
+        max_deletes: int | None = ...,
+        journal: str | os.PathLike[str] | Journal | None = ...,
+        concurrency: int = ...,
+        batch_size: int | None = ...,
+        page_size: int = ...,
+        raise_on_error: bool = ...,
+        on_progress: Callable[[BulkProgress], object] | None = ...,
+    ) -> SyncPlan: ...
+
+    @overload
+    async def sync(
+        self,
+        records: Iterable[RecordInput] | AsyncIterable[RecordInput],
+        *,
+        key: str | Callable[[Any], object],
+        dry_run: Literal[False] = ...,
+        remote_key: str | None = ...,
+        normalize: Normalize = ...,
+        fields: Iterable[str] | None = ...,
+        strategy: Strategy = ...,
+        delete_missing: bool = ...,
+        max_deletes: int | None = ...,
+        journal: str | os.PathLike[str] | Journal | None = ...,
+        concurrency: int = ...,
+        batch_size: int | None = ...,
+        page_size: int = ...,
+        raise_on_error: bool = ...,
+        on_progress: Callable[[BulkProgress], object] | None = ...,
+    ) -> SyncResult[M]: ...
+
+    async def sync(
+        self,
+        records: Iterable[RecordInput] | AsyncIterable[RecordInput],
+        *,
+        key: str | Callable[[Any], object],
+        dry_run: bool = False,
+        remote_key: str | None = None,
+        normalize: Normalize = default_normalize,
+        fields: Iterable[str] | None = None,
+        strategy: Strategy = "auto",
+        delete_missing: bool = False,
+        max_deletes: int | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        concurrency: int = DEFAULT_BULK_CONCURRENCY,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        raise_on_error: bool = False,
+        on_progress: Callable[[BulkProgress], object] | None = None,
+    ) -> SyncResult[M] | SyncPlan:
+        """Make this resource hold ``records``: create what is new, update what changed.
+
+        Every input record ends with exactly one outcome: ``created``, ``updated``
+        (only the fields that differ are sent), ``unchanged``, ``failed`` or
+        ``unknown``. The remote records are found the cheapest way by requests: a scan
+        of the listing, or one filtered lookup per key. Everything runs at ``"bulk"``
+        priority under the client's budget. The input is read whole before the first
+        request (its keys are needed to plan).
+
+        Args:
+            records: mappings or models, from any iterable or async iterable.
+            key: the field that names a record on both sides (``"email"``), or a
+                function of an input record that returns its key; then ``remote_key``
+                names the field that holds it on the server.
+            dry_run: plan without writing; returns a :class:`SyncPlan` (counts, the
+                requests a real run costs, and an ETA from the budget).
+            remote_key: the server's field for the key (default: ``key``, when a name).
+            normalize: how keys are compared (default: text trimmed and case-folded).
+            fields: the fields compared and sent (default: each record's own fields).
+            strategy: ``"auto"`` (the cheaper of the two), ``"scan"`` or ``"lookup"``.
+            delete_missing: also delete remote records whose key is not in the input;
+                needs ``max_deletes``, the most this run may delete (the rest are
+                reported ``skipped``), a guard against an empty or truncated input.
+            journal: a file path or a Journal (``RedisJournal``): a rerun after a crash
+                skips what is settled and finds by key what was in flight.
+            concurrency, batch_size: as for :meth:`bulk_create_iter`.
+            page_size: records per listing page, for the scan.
+            raise_on_error: raise SyncError if a record failed or is unknown.
+            on_progress: called with a BulkProgress as records are settled.
+
+        Raises:
+            ConfigurationError: ``delete_missing`` without ``max_deletes``, a key
+                function without ``remote_key``, or an input that is not records.
+            SyncError: ``raise_on_error=True`` and some records failed or are unknown.
+        """
+        if remote_key is None:
+            if not isinstance(key, str):
+                raise ConfigurationError(
+                    "key= is a function: pass remote_key= too, the server's field that "
+                    "holds the key"
+                )
+            remote_key = key
+        job: SyncJob[M] = SyncJob(
+            source=self,
+            budget=self._client,
+            creates=CreateOperation(self),
+            updates=UpdateOperation(self),
+            deletes=DeleteOperation(self),
+            records=records,
+            key=key,
+            remote_key=remote_key,
+            normalize=normalize,
+            fields=None if fields is None else list(fields),
+            strategy=strategy,
+            delete_missing=delete_missing,
+            max_deletes=max_deletes,
+            journal=journal,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            page_size=page_size,
+            on_progress=on_progress,
+        )
+        outcome = await run_sync(job, dry_run=dry_run)
+        if isinstance(outcome, SyncResult) and raise_on_error:
+            if outcome.failed or outcome.unknown:
+                raise SyncError(outcome)  # type: ignore[arg-type]
+        return outcome
+
+    def _scan(self, page_size: int) -> AsyncGenerator[Page[M], None]:
+        """Walk the whole listing at bulk priority, one page at a time (for sync)."""
+        return self._paginator({}, page_size, None, 0, 1, "bulk").pages()
+
+    async def _lookup(self, field: str, value: object, page_size: int) -> builtins.list[M]:
+        """The records whose ``field`` equals ``value``: one filtered listing (for sync)."""
+        return await self._paginator({field: value}, page_size, None, 0, 1, "bulk").collect()
 
     # -- the request path's pieces ----------------------------------------------------
 

@@ -20,7 +20,7 @@ import asyncio
 import math
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 import attrs
@@ -252,7 +252,7 @@ class SandboxServer:
         """
         return self.tables.rows(resource)
 
-    def seed(self, resource: str, records: list[Mapping[str, object]]) -> list[int]:
+    def seed(self, resource: str, records: Sequence[Mapping[str, object]]) -> list[int]:
         """Store records directly (no request, no validation) and return their ids."""
         return [
             int(str(self.tables.insert(resource, self.routes.seed_row(resource, r))["id"]))
