@@ -11,6 +11,7 @@ BENCHMARKS = (
     "bench_budget",
     "bench_listing",
     "bench_bulk",
+    "bench_sync",
 )
 
 
