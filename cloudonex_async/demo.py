@@ -1,7 +1,8 @@
 """The demo behind ``make demo``: a short job against the embedded sandbox.
 
 It starts a sandbox on loopback, creates customers, invoices one of them, lists
-everything back page by page and prints a summary with the budget left.
+everything back page by page, syncs a changed customer list (one new, one changed)
+and prints a summary with the budget left.
 Run it with ``python -m cloudonex_async.demo``.
 """
 
@@ -45,6 +46,11 @@ async def run() -> None:
             )
             listed = [c async for c in client.customers.list(page_size=2)]
             invoices = await client.invoices.list(customer_id=jane.id).collect()
+            tonight = [{"account": n, "email": e, "phone": p} for n, e, p in PEOPLE]
+            tonight[2]["phone"] = "5550199"  # Ada has a new number
+            tonight.append({"account": "Edsger Dijkstra", "email": "edsger@example.com"})
+            plan = await client.customers.sync(tonight, key="email", dry_run=True)
+            synced = await client.customers.sync(tonight, key="email")
             status = client.rate_limit
 
         print(f"\ncreated {len(customers)} customers; listed back {len(listed)} (2 per page):")
@@ -58,6 +64,11 @@ async def run() -> None:
         for item in invoice.items or []:
             print(f"  {item.description:<14} {item.qty} x {item.amount}")
         print(f"invoices of {jane.account}: {len(invoices)}, total {total}")
+        print(f"\nsync plan: {plan.summary()}")
+        print(f"sync: {synced.summary()}")
+        for outcome in synced.outcomes:
+            if outcome.status != "unchanged":
+                print(f"  {outcome.status:<8} {outcome.key}: {dict(outcome.changes)}")
         print(
             f"\nbudget: {status.remaining} of {status.limit} requests left this hour; "
             f"{status.requests_sent} sent, {status.retries} retried, "
