@@ -45,7 +45,8 @@ def wanted() -> list[dict[str, str]]:
 async def by_sync(client: Client) -> None:
     """The library's sync."""
     result = await client.customers.sync(wanted(), key="email", concurrency=CONCURRENCY)
-    assert not result.failed and not result.unknown, result.summary()
+    assert not result.failed, result.summary()
+    assert not result.unknown, result.summary()
 
 
 async def by_hand(client: Client) -> None:
