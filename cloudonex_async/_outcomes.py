@@ -90,7 +90,7 @@ class BulkResult(Generic[M]):
     def summary(self) -> str:
         """One line: how many records ended which way."""
         return (
-            f"{len(self.outcomes)} records: {len(self.succeeded)} succeeded, "
+            f"{_records(len(self.outcomes))}: {len(self.succeeded)} succeeded, "
             f"{len(self.failed)} failed, {len(self.unknown)} unknown"
         )
 
@@ -212,8 +212,12 @@ class SyncResult(Generic[M]):
         """One line: how many records ended which way."""
         deleted = sum(1 for d in self.deletions if d.status == "deleted")
         return (
-            f"{len(self.outcomes)} records: {self.count('created')} created, "
+            f"{_records(len(self.outcomes))}: {self.count('created')} created, "
             f"{self.count('updated')} updated, {self.count('unchanged')} unchanged, "
             f"{self.count('failed')} failed, {self.count('unknown')} unknown; "
             f"{deleted} deleted; {self.requests} requests"
         )
+
+
+def _records(count: int) -> str:
+    return f"{count} record" if count == 1 else f"{count} records"

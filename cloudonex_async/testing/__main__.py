@@ -8,11 +8,8 @@ import asyncio
 from ._sandbox import Faults, SandboxServer
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the arguments and serve until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cloudonex_async.testing", description="Run a CloudOnex API sandbox."
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every sandbox option, for this command and ``cloudonex sandbox``."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--api-key", default="sandbox-key")
@@ -34,13 +31,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", type=int, default=1000, help="requests per window")
     parser.add_argument("--rate-period", type=float, default=3600.0, help="window in seconds")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
-    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped answers")
+    faults = parser.add_argument_group("faults (each a share of requests, 0 to 1)")
+    faults.add_argument("--error-rate", type=float, default=0.0, help="error answers")
+    faults.add_argument("--error-status", type=int, default=500, help="their HTTP status")
+    faults.add_argument("--drop-rate", type=float, default=0.0, help="dropped connections")
+    faults.add_argument("--stall-rate", type=float, default=0.0, help="answers that stall")
+    faults.add_argument("--stall-seconds", type=float, default=30.0, help="how long they stall")
+    faults.add_argument("--html-rate", type=float, default=0.0, help="HTML error pages")
+    faults.add_argument("--malformed-rate", type=float, default=0.0, help="cut-off JSON bodies")
+    faults.add_argument("--empty-rate", type=float, default=0.0, help="empty 200 bodies")
+    faults.add_argument(
+        "--after-processing",
+        type=float,
+        default=0.5,
+        help="share of write faults that strike after the record was stored",
+    )
+    faults.add_argument("--seed", type=int, default=None, help="for repeatable faults")
+    parser.add_argument(
+        "--paging",
+        choices=("meta", "plain", "ignore", "stuck"),
+        default="meta",
+        help="documented style: data + meta, no meta, every record at once, always page 1",
+    )
     parser.add_argument("--page-size", type=int, default=20, help="default listing page size")
+    parser.add_argument("--max-page-size", type=int, default=1000, help="largest page served")
+    parser.add_argument(
+        "--batch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whether POST /api/v2/batch/<resource> exists",
+    )
+    parser.add_argument("--batch-max", type=int, default=100, help="records per batch at most")
     parser.add_argument("--seed-customers", type=int, default=0, help="start with N customers")
-    args = parser.parse_args(argv)
 
-    async def serve() -> None:
+
+def serve(args: argparse.Namespace) -> None:
+    """Run a sandbox with the parsed options until interrupted."""
+
+    async def run() -> None:
         sandbox = SandboxServer(
             api_key=args.api_key,
             host=args.host,
@@ -51,8 +79,23 @@ def main(argv: list[str] | None = None) -> None:
             rate_limit=args.rate_limit,
             rate_period=args.rate_period,
             latency=args.latency,
-            faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate),
+            faults=Faults(
+                error_rate=args.error_rate,
+                error_status=args.error_status,
+                drop_rate=args.drop_rate,
+                stall_rate=args.stall_rate,
+                stall_seconds=args.stall_seconds,
+                html_rate=args.html_rate,
+                malformed_rate=args.malformed_rate,
+                empty_rate=args.empty_rate,
+                after_processing=args.after_processing,
+                seed=args.seed,
+            ),
+            paging=args.paging,
             default_page_size=args.page_size,
+            max_page_size=args.max_page_size,
+            batch=args.batch,
+            batch_max=args.batch_max,
         )
         sandbox.seed(
             "customers",
@@ -71,9 +114,18 @@ def main(argv: list[str] | None = None) -> None:
             await asyncio.Event().wait()
 
     try:
-        asyncio.run(serve())
+        asyncio.run(run())
     except KeyboardInterrupt:
         pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cloudonex_async.testing", description="Run a CloudOnex API sandbox."
+    )
+    add_arguments(parser)
+    serve(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

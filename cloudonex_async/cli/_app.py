@@ -1,0 +1,567 @@
+"""The ``cloudonex`` command: parse, configure a Client, run one command, exit with a code.
+
+Configuration comes from flags, then environment variables (``CLOUDONEX_BASE_URL``,
+``CLOUDONEX_API_KEY``, ``CLOUDONEX_PROFILE``, ``CLOUDONEX_AUTH``,
+``CLOUDONEX_BODY_ENCODING``, ``CLOUDONEX_ROUTE_STYLE``, ``CLOUDONEX_ITEM_PATHS``), then an
+INI file (``--config``, ``CLOUDONEX_CONFIG``, or ``~/.config/cloudonex/config.ini``)
+with the same names in a ``[cloudonex]`` section. The key is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import configparser
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .._client import Client
+from .._outcomes import BulkResult, SyncResult
+from ..errors import (
+    AuthenticationError,
+    CloudOnexError,
+    ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TransportError,
+    UnsupportedError,
+)
+from ..models import Model
+from ..resources import Resource
+from ._files import (
+    Format,
+    RecordWriter,
+    as_row,
+    count_records,
+    format_of,
+    read_records,
+    write_failures,
+)
+from ._progress import ProgressBar, duration
+
+RESOURCES = (
+    "customers",
+    "invoices",
+    "transactions",
+    "quotes",
+    "products",
+    "orders",
+    "leads",
+    "suppliers",
+    "purchases",
+    "tickets",
+)
+SETTINGS = ("base_url", "api_key", "profile", "auth", "body_encoding", "route_style", "item_paths")
+
+# Exit codes (also in ``cloudonex --help``).
+OK, PARTIAL, USAGE, AUTH, NOT_FOUND, UNSUPPORTED, RATE_LIMITED, UNREACHABLE, API = range(9)
+INTERRUPTED = 130
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    partial failure: some records failed or are unknown (see the report)
+  2    usage or configuration error (a bad flag, a missing URL or key, a bad file)
+  3    the server refused the API key (or its permissions)
+  4    no such record
+  5    this server does not support the operation
+  6    rate limited: the budget is spent and --max-wait ran out
+  7    the server could not be reached (or timed out)
+  8    any other API error
+  130  interrupted (Ctrl-C); long jobs say how to resume
+"""
+
+
+class UsageError(Exception):
+    """A command line the command cannot run; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like the command's others."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"cloudonex: error: {message} (see `{self.prog} --help`)\n")
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def load_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The client settings: flags, then environment variables, then the config file."""
+    path = args.config or os.environ.get("CLOUDONEX_CONFIG")
+    default = Path.home() / ".config" / "cloudonex" / "config.ini"
+    from_file: Mapping[str, str] = {}
+    if path or default.exists():
+        parser = configparser.ConfigParser()
+        chosen = Path(path) if path else default
+        if not chosen.exists():
+            raise UsageError(f"the config file {chosen} does not exist")
+        parser.read(chosen, encoding="utf-8")
+        if parser.has_section("cloudonex"):
+            from_file = dict(parser["cloudonex"])
+    settings: dict[str, str] = {}
+    for name in SETTINGS:
+        value = getattr(args, name, None) or os.environ.get(f"CLOUDONEX_{name.upper()}")
+        value = value or from_file.get(name)
+        if value:
+            settings[name] = value
+    return settings
+
+
+def make_client(args: argparse.Namespace) -> Client:
+    """A Client from the resolved settings."""
+    settings: dict[str, Any] = load_settings(args)
+    if "base_url" not in settings:
+        raise UsageError(
+            "no server: pass --base-url, set CLOUDONEX_BASE_URL, or put base_url in the config file"
+        )
+    if "api_key" not in settings:
+        raise UsageError(
+            "no API key: set CLOUDONEX_API_KEY (or api_key in the config file, or --api-key)"
+        )
+    return Client(
+        **settings,
+        timeout=args.timeout,
+        max_wait=args.max_wait,
+        allow_insecure_http=args.insecure_http,
+    )
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+def _filters(pairs: Sequence[str]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--filter takes key=value, not {pair!r}")
+        if name in ("limit", "page", "page_size", "prefetch", "concurrency", "priority"):
+            raise UsageError(f"--filter {name}=... is not a filter; see --limit and --page-size")
+        filters[name] = value
+    return filters
+
+
+def _json_argument(text: str) -> dict[str, object]:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--json is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UsageError("--json must be a JSON object of fields")
+    return data
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, default=str, indent=2, ensure_ascii=False))
+
+
+def _stdout_format(args: argparse.Namespace) -> Format:
+    """The format asked for, else a table on a terminal and JSON lines on a pipe."""
+    chosen: Format | None = args.format
+    return chosen or ("table" if sys.stdout.isatty() else "jsonl")
+
+
+def _resource(client: Client, name: str) -> Resource[Model]:
+    resource: Resource[Model] = getattr(client, name)
+    return resource
+
+
+async def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    """Stream a listing to stdout."""
+    writer = RecordWriter(sys.stdout, _stdout_format(args))
+    resource = _resource(client, args.resource)
+    listing = resource.list(limit=args.limit, page_size=args.page_size, **_filters(args.filter))
+    async for record in listing:
+        writer.write(as_row(record))
+    writer.close()
+    return OK
+
+
+async def cmd_export(client: Client, args: argparse.Namespace) -> int:
+    """Stream a listing into a file."""
+    fmt: Format = args.format or format_of(args.output)
+    if fmt == "table":
+        raise UsageError("export writes jsonl or csv")
+    resource = _resource(client, args.resource)
+    count = 0
+    # The command owns its loop and nothing else runs on it: plain file I/O is fine here.
+    with open(args.output, "w", newline="", encoding="utf-8") as handle:  # noqa: ASYNC230
+        writer = RecordWriter(handle, fmt)
+        async for record in resource.list(page_size=args.page_size, **_filters(args.filter)):
+            writer.write(as_row(record))
+            count += 1
+    print(f"{count} {args.resource} written to {args.output}", file=sys.stderr)
+    return OK
+
+
+async def cmd_get(client: Client, args: argparse.Namespace) -> int:
+    """Print one record."""
+    _print_json(as_row(await _resource(client, args.resource).get(args.id)))
+    return OK
+
+
+async def cmd_create(client: Client, args: argparse.Namespace) -> int:
+    """Create one record; print it."""
+    record = await _resource(client, args.resource).create(_json_argument(args.json))
+    _print_json(as_row(record))
+    return OK
+
+
+async def cmd_update(client: Client, args: argparse.Namespace) -> int:
+    """Update one record; print it."""
+    record = await _resource(client, args.resource).update(args.id, _json_argument(args.json))
+    _print_json(as_row(record))
+    return OK
+
+
+async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    """Delete one record."""
+    await _resource(client, args.resource).delete(args.id)
+    print(f"deleted {args.resource} {args.id}", file=sys.stderr)
+    return OK
+
+
+async def cmd_users(client: Client, args: argparse.Namespace) -> int:
+    """List the users (secrets hidden)."""
+    writer = RecordWriter(sys.stdout, _stdout_format(args))
+    async for user in client.users.list():
+        writer.write({k: v for k, v in as_row(user).items() if k not in ("password", "token")})
+    writer.close()
+    return OK
+
+
+async def cmd_reports(client: Client, args: argparse.Namespace) -> int:
+    """Print a financial report."""
+    _print_json(as_row(await client.reports.financial(year=args.year, month=args.month)))
+    return OK
+
+
+async def cmd_ratelimit(client: Client, args: argparse.Namespace) -> int:
+    """Ask once (one request) and show the budget the server announces."""
+    await client.customers.list(limit=1, page_size=1).collect()
+    status = client.rate_limit
+    reset = status.reset_at.isoformat() if status.reset_at else "not announced"
+    print(f"limit      {status.limit} requests per {duration(status.window_seconds)}")
+    print(f"remaining  {status.remaining}")
+    print(f"reset      {reset}")
+    return OK
+
+
+def _failures_path(args: argparse.Namespace) -> Path:
+    if args.failures:
+        return Path(args.failures)
+    source = Path(args.file)
+    return source.with_name(f"{source.stem}.failed{source.suffix or '.jsonl'}")
+
+
+def _journal_path(args: argparse.Namespace) -> str | None:
+    if args.no_journal:
+        return None
+    return args.journal or f"{args.file}.journal"
+
+
+def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namespace) -> int:
+    """Print the summary; write the failed records to a file. Returns the exit code."""
+    print(result.summary(), file=sys.stderr)
+    troubled = [*result.failed, *result.unknown]
+    if not troubled:
+        return OK
+    errors = {o.index: " ".join(str(o.error or o.status).split()) for o in troubled}
+    target = _failures_path(args)
+    written = write_failures(args.file, target, errors)
+    shown = sorted(troubled, key=lambda o: o.index)[:5]
+    for outcome in shown:
+        print(
+            f"  record {outcome.index} ({outcome.status}): {errors[outcome.index]}", file=sys.stderr
+        )
+    if len(troubled) > len(shown):
+        print(f"  ... and {len(troubled) - len(shown)} more", file=sys.stderr)
+    print(
+        f"{written} failed record{'s' if written != 1 else ''} written to {target} with their errors: fix them and run "
+        f"`cloudonex {args.command} {args.resource} {target}`",
+        file=sys.stderr,
+    )
+    return PARTIAL
+
+
+def _reconcile(resource: Resource[Model], field: str | None) -> Any:
+    if field is None:
+        return None
+
+    async def look_up(record: Mapping[str, object]) -> Model | None:
+        value = record.get(field)
+        if value is None:
+            return None
+        query: dict[str, Any] = {field: value}
+        found = await resource.list(priority="bulk", **query).collect()
+        wanted = str(value).strip().casefold()
+        same = [m for m in found if str(as_row(m).get(field, "")).strip().casefold() == wanted]
+        return same[0] if len(same) == 1 else None
+
+    return look_up
+
+
+async def cmd_import(client: Client, args: argparse.Namespace) -> int:
+    """Create every record of a file: a bulk job with progress, a journal and a report."""
+    resource = _resource(client, args.resource)
+    total = count_records(args.file)
+    journal = _journal_path(args)
+    args.resume_hint = journal
+    with ProgressBar(f"import {args.resource}", total) as bar:
+        result = await resource.bulk_create(
+            read_records(args.file),
+            key=(lambda r: r.get(args.key)) if args.key else None,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size or None,
+            journal=journal,
+            reconcile=_reconcile(resource, args.key),
+            retry_failed=args.retry_failed,
+            on_progress=bar,
+            total=total,
+        )
+    return _report(result, args)
+
+
+async def cmd_sync(client: Client, args: argparse.Namespace) -> int:
+    """Make a resource match a file: the plan, then (unless --dry-run) the run."""
+    if args.delete_missing and args.max_deletes is None:
+        raise UsageError("--delete-missing needs --max-deletes N (the most this run may delete)")
+    resource = _resource(client, args.resource)
+    records = list(read_records(args.file))
+    options: dict[str, Any] = {
+        "key": args.key,
+        "delete_missing": args.delete_missing,
+        "max_deletes": args.max_deletes,
+        "concurrency": args.concurrency,
+    }
+    plan = await resource.sync(records, dry_run=True, **options)
+    print(f"plan: {plan.summary()}", file=sys.stderr)
+    if args.dry_run:
+        return OK
+    args.resume_hint = args.journal
+    with ProgressBar(f"sync {args.resource}", len(records)) as bar:
+        result = await resource.sync(records, journal=args.journal, on_progress=bar, **options)
+    skipped = sum(1 for d in result.deletions if d.status == "skipped")
+    if skipped:
+        print(f"{skipped} deletions skipped: --max-deletes was reached", file=sys.stderr)
+    return _report(result, args)
+
+
+async def cmd_demo(client: Client | None, args: argparse.Namespace) -> int:
+    """Run the demo against an embedded sandbox."""
+    from ..demo import run
+
+    await run()
+    return OK
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "list": cmd_list,
+    "export": cmd_export,
+    "get": cmd_get,
+    "create": cmd_create,
+    "update": cmd_update,
+    "delete": cmd_delete,
+    "users": cmd_users,
+    "reports": cmd_reports,
+    "ratelimit": cmd_ratelimit,
+    "import": cmd_import,
+    "sync": cmd_sync,
+}
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The connection options, before or after the command.
+
+    After the command they default to "not given" so they never hide the same option
+    given before it.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("connection (else env CLOUDONEX_*, else the config file)")
+    group.add_argument("--base-url", default=default(None), help="the site root (https://...)")
+    group.add_argument(
+        "--api-key", default=default(None), help="prefer CLOUDONEX_API_KEY: flags show in ps"
+    )
+    group.add_argument(
+        "--profile", choices=("documented", "shipped", "auto"), default=default(None)
+    )
+    group.add_argument("--auth", choices=("bearer", "query"), default=default(None))
+    group.add_argument("--body-encoding", choices=("json", "form"), default=default(None))
+    group.add_argument("--route-style", choices=("path", "ng"), default=default(None))
+    group.add_argument("--item-paths", choices=("plural", "singular"), default=default(None))
+    group.add_argument("--config", default=default(None), help="an INI file, [cloudonex] section")
+    group.add_argument(
+        "--timeout", type=float, default=default(30.0), help="seconds per request (30)"
+    )
+    group.add_argument(
+        "--max-wait",
+        type=float,
+        default=default(None),
+        help="seconds a call may wait for the budget before failing (exit 6)",
+    )
+    group.add_argument(
+        "--insecure-http",
+        action="store_true",
+        default=default(False),
+        help="allow plain http:// to a remote host",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default(False), help="show tracebacks"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cloudonex`` argument parser."""
+    parser = _Parser(
+        prog="cloudonex",
+        description="Work with a CloudOnex Business Suite (API v2) from the shell.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser, suppress=False)
+    common = _Parser(add_help=False)
+    _add_common(common, suppress=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[common])
+
+    def resource(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "resource", choices=RESOURCES, metavar="RESOURCE", help=", ".join(RESOURCES)
+        )
+
+    sub = command("list", "print a listing as it streams in")
+    resource(sub)
+    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_argument("--format", choices=("jsonl", "csv", "table"))
+    sub.add_argument("--limit", type=int)
+    sub.add_argument("--page-size", type=int, default=100)
+    sub = command("export", "write a listing to a JSON-lines or CSV file as it streams in")
+    resource(sub)
+    sub.add_argument("--output", "-o", required=True)
+    sub.add_argument("--format", choices=("jsonl", "csv"))
+    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_argument("--page-size", type=int, default=100)
+    sub = command("get", "print one record")
+    resource(sub)
+    sub.add_argument("id")
+    sub = command("create", "create a record from --json")
+    resource(sub)
+    sub.add_argument("--json", required=True, help="a JSON object, @FILE, or - for stdin")
+    sub = command("update", "change fields of a record from --json")
+    resource(sub)
+    sub.add_argument("id")
+    sub.add_argument("--json", required=True, help="a JSON object, @FILE, or - for stdin")
+    sub = command("delete", "delete a record")
+    resource(sub)
+    sub.add_argument("id")
+    sub = command("users", "list the users")
+    sub.add_argument("--format", choices=("jsonl", "csv", "table"))
+    sub = command("reports", "print a report")
+    sub.add_argument("report", choices=("financial",))
+    sub.add_argument("--year", type=int, required=True)
+    sub.add_argument("--month", type=int, required=True)
+    command("ratelimit", "show the budget of the configured key (one request)")
+    for name, text in (
+        ("import", "create every record of a CSV or JSON-lines file, resumably"),
+        ("sync", "make a resource match a CSV or JSON-lines file"),
+    ):
+        sub = command(name, text)
+        resource(sub)
+        sub.add_argument("file")
+        sub.add_argument("--concurrency", type=int, default=8)
+        sub.add_argument("--failures", help="where failed records go (default: FILE.failed.EXT)")
+        if name == "import":
+            sub.add_argument("--journal", help="default: FILE.journal (rerun to resume)")
+            sub.add_argument("--no-journal", action="store_true")
+            sub.add_argument("--retry-failed", action="store_true")
+            sub.add_argument("--key", help="a field that identifies a record, e.g. email")
+            sub.add_argument("--batch-size", type=int, default=100, help="0: one per request")
+        else:
+            sub.add_argument("--key", required=True, help="the field that identifies a record")
+            sub.add_argument("--journal", help="a journal file, to resume after a crash")
+            sub.add_argument("--dry-run", action="store_true", help="show the plan only")
+            sub.add_argument("--delete-missing", action="store_true")
+            sub.add_argument("--max-deletes", type=int)
+    sandbox = commands.add_parser(
+        "sandbox", help="run the embedded sandbox server", description="Run a CloudOnex sandbox."
+    )
+    from ..testing.__main__ import add_arguments
+
+    add_arguments(sandbox)
+    command("demo", "run the demo job against an embedded sandbox")
+    return parser
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, (UsageError, ConfigurationError, ValueError, OSError)):
+        if not isinstance(error, TransportError):
+            return USAGE
+    if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+        return AUTH
+    if isinstance(error, NotFoundError):
+        return NOT_FOUND
+    if isinstance(error, UnsupportedError):
+        return UNSUPPORTED
+    if isinstance(error, RateLimitError):
+        return RATE_LIMITED
+    if isinstance(error, TransportError):
+        return UNREACHABLE
+    return API
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"cloudonex: error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return await cmd_demo(None, args)
+    async with make_client(args) as client:
+        return await COMMANDS[args.command](client, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cloudonex`` command line; return its exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "sandbox":
+        from ..testing.__main__ import serve
+
+        serve(args)
+        return OK
+    args.resume_hint = None
+    try:
+        return asyncio.run(_run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        hint = args.resume_hint
+        again = "run the same command again to resume" + (f" (journal: {hint})" if hint else "")
+        print(
+            f"\ncloudonex: interrupted: requests in flight were finished; {again}",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    except (CloudOnexError, UsageError, ValueError, OSError) as error:
+        if args.debug:
+            traceback.print_exc()
+        _fail(str(error), _exit_code(error))
