@@ -287,8 +287,8 @@ def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namesp
     if len(troubled) > len(shown):
         print(f"  ... and {len(troubled) - len(shown)} more", file=sys.stderr)
     print(
-        f"{written} failed record{'s' if written != 1 else ''} written to {target} with their errors: fix them and run "
-        f"`cloudonex {args.command} {args.resource} {target}`",
+        f"{written} failed record{'s' if written != 1 else ''} written to {target} with "
+        f"their errors: fix them and run `cloudonex {args.command} {args.resource} {target}`",
         file=sys.stderr,
     )
     return PARTIAL
