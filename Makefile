@@ -28,7 +28,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 demo: $(STAMP)
-	$(BIN)/python -m cloudonex_async.demo
+	$(BIN)/cloudonex demo
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -6,6 +6,23 @@
 
     async with Client(base_url="https://crm.example.com", api_key="KEY") as client:
         customer = await client.customers.create({"account": "Jane Doe"})
+        async for invoice in client.invoices.list(status="Unpaid"):
+            print(invoice.invoice_number, invoice.amount)
+        result = await client.customers.sync(rows, key="email", journal="sync.journal")
+
+Where to look:
+
+- :class:`Client`: the session (one per application), its budget (``rate_limit``) and
+  ``client.<resource>`` for the ten resources, ``users``, ``reports`` and ``webhooks``.
+- Each resource: ``get``, ``create``, ``update``, ``delete``, ``list`` (a
+  :class:`Paginator`), ``bulk_create``/``bulk_update``/``bulk_delete`` (a
+  :class:`BulkResult`) and ``sync`` (a :class:`SyncResult`, or a :class:`SyncPlan`
+  with ``dry_run=True``).
+- :mod:`cloudonex_async.errors`: every exception, under :class:`CloudOnexError`.
+- :class:`LocalLimiter` and :class:`RedisLimiter`: the budget, in one process or many;
+  :class:`FileJournal` and :class:`RedisJournal`: where long jobs keep their state.
+- :mod:`cloudonex_async.testing`: the sandbox server, ``MockTransport`` and pytest
+  fixtures; :mod:`cloudonex_async.cli`: the ``cloudonex`` command line.
 """
 
 import importlib.metadata as _metadata

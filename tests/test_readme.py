@@ -1,7 +1,9 @@
 """Every Python example in README.md runs, as written, against the sandbox.
 
-Each example is a whole program (or, when its first line names a ``test_*.py`` file, a
-whole test module). It runs in a subprocess with the README's placeholders swapped for
+Each example is a whole program, or, when its first line names a ``test_*.py`` file, a
+whole test module. A block whose first line names another file (``# app.py``) is a
+module a later test module imports: it is written next to every test module, and is
+run through it. It runs in a subprocess with the README's placeholders swapped for
 a sandbox on loopback: ``https://your-domain.com`` becomes the sandbox's URL,
 ``your-api-key-here`` its key, and ``redis://localhost:6379/0`` the tests' Redis.
 """
@@ -34,11 +36,20 @@ def examples() -> list[tuple[str, str]]:
     return found
 
 
-EXAMPLES = examples()
+_NAMED = re.compile(r"# (\w+\.py)\n")
+MODULES = {
+    m.group(1): code
+    for _, code in examples()
+    if (m := _NAMED.match(code)) and not m.group(1).startswith("test_")
+}
+EXAMPLES = [(name, code) for name, code in examples() if code not in MODULES.values()]
 
 
 def test_the_readme_has_examples() -> None:
     assert len(EXAMPLES) >= 6
+    tests = "".join(code for _, code in EXAMPLES if code.startswith("# test_"))
+    for module in MODULES:  # every module is imported by some test module
+        assert f"import {module[:-3]}" in tests or f"from {module[:-3]} " in tests
 
 
 @pytest.mark.slow
@@ -60,6 +71,9 @@ async def test_readme_example_runs(
     as_test = re.fullmatch(r"# (test_\w+\.py)", first_line)
     script = tmp_path / (as_test.group(1) if as_test else "example.py")
     script.write_text(code, encoding="utf-8")
+    if as_test:
+        for module, text in MODULES.items():
+            (tmp_path / module).write_text(text, encoding="utf-8")
     env = {
         **os.environ,
         "CLOUDONEX_BASE_URL": sandbox.base_url,

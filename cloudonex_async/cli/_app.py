@@ -288,10 +288,16 @@ def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namesp
         print(f"  ... and {len(troubled) - len(shown)} more", file=sys.stderr)
     print(
         f"{written} failed record{'s' if written != 1 else ''} written to {target} with "
-        f"their errors: fix them and run `cloudonex {args.command} {args.resource} {target}`",
+        f"their errors: fix them and run `{_again(args, target)}`",
         file=sys.stderr,
     )
     return PARTIAL
+
+
+def _again(args: argparse.Namespace, target: Path) -> str:
+    """The command that sends the fixed failures file."""
+    command = f"cloudonex {args.command} {args.resource} {target}"
+    return f"{command} --key {args.key}" if args.key else command
 
 
 def _reconcile(resource: Resource[Model], field: str | None) -> Any:
