@@ -217,6 +217,16 @@ class SyncJob(Generic[M]):
     _remote: dict[object, list[M]] = attrs.field(factory=dict, init=False)
     _chosen: str = attrs.field(default="scan", init=False)
 
+    @property
+    def chosen_strategy(self) -> str:
+        """``"scan"`` or ``"lookup"``: how the remote records were found."""
+        return self._chosen
+
+    @property
+    def failed_in_plan(self) -> int:
+        """Input records that failed before any write (no key, ambiguous keys)."""
+        return sum(1 for o in self._outcomes.values() if o.status == "failed")
+
     # -- the plan ---------------------------------------------------------------------
 
     async def plan(self) -> tuple[list[PlannedChange], list[M]]:
@@ -577,12 +587,12 @@ async def run_sync(job: SyncJob[M], *, dry_run: bool) -> SyncResult[M] | SyncPla
             max(0, requests - job.requests), status, now=job.budget.clock.time(), rate=None
         )
         return SyncPlan(
-            strategy=job._chosen,
+            strategy=job.chosen_strategy,
             creates=counted["create"],
             updates=counted["update"],
             unchanged=counted["unchanged"],
             deletes=counted["delete"],
-            failed=sum(1 for o in job._outcomes.values() if o.status == "failed"),
+            failed=job.failed_in_plan,
             requests=requests,
             requests_spent=job.requests,
             eta_seconds=eta,
