@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import configparser
+import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -542,6 +544,13 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # Ctrl-C cancels the command's task, so a job stops gracefully (requests in flight
+    # finish and are journaled) on every Python; by default 3.10 raises
+    # KeyboardInterrupt wherever the loop happens to be.
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
     if args.command == "demo":
         return await cmd_demo(None, args)
     async with make_client(args) as client:
