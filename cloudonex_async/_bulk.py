@@ -266,7 +266,7 @@ class BulkJob(Generic[M]):
         chunk: list[Item] = []
         size = self.batch_size or 1
         index = 0
-        async for record in _aiter(self.records):
+        async for record in each(self.records):
             if self._stopping:
                 return
             item = self.operation.item(index, record, self.key)
@@ -503,7 +503,8 @@ class BulkJob(Generic[M]):
         )
 
 
-async def _aiter(records: Iterable[R] | AsyncIterable[R]) -> AsyncIterator[R]:
+async def each(records: Iterable[R] | AsyncIterable[R]) -> AsyncIterator[R]:
+    """Iterate an iterable or an async iterable alike."""
     if isinstance(records, AsyncIterable):
         async for record in records:
             yield record

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -84,6 +84,16 @@ class Journal(Protocol):
         """Record ``entries`` durably before returning."""
 
 
+def _last_states(texts: Iterable[str | bytes]) -> dict[int, JournalEntry]:
+    """Each record's last state, from entries in the order written (unreadable ones skipped)."""
+    entries: dict[int, JournalEntry] = {}
+    for text in texts:
+        entry = JournalEntry.from_json(text)
+        if entry is not None:
+            entries[entry.index] = entry
+    return entries
+
+
 def _check_job(found: object, job: Mapping[str, str], where: str) -> None:
     if found != dict(job):
         raise ConfigurationError(
@@ -119,12 +129,7 @@ class FileJournal:
         except ValueError:
             found = None
         _check_job(found, header, str(self.path))
-        entries: dict[int, JournalEntry] = {}
-        for line in lines[1:]:
-            entry = JournalEntry.from_json(line)
-            if entry is not None:
-                entries[entry.index] = entry
-        return entries
+        return _last_states(lines[1:])
 
     async def write(self, entries: list[JournalEntry]) -> None:
         """See :class:`Journal`: appended and fsync'd."""
@@ -190,14 +195,7 @@ class RedisJournal:
         else:
             await self._redis.hset(self.key, "job", json.dumps(header))
         self._loaded = True
-        entries: dict[int, JournalEntry] = {}
-        for field, value in raw.items():
-            if field == b"job":
-                continue
-            entry = JournalEntry.from_json(value)
-            if entry is not None:
-                entries[entry.index] = entry
-        return entries
+        return _last_states(value for field, value in raw.items() if field != b"job")
 
     async def write(self, entries: list[JournalEntry]) -> None:
         """See :class:`Journal`: one atomic HSET of every entry."""

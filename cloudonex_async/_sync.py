@@ -30,7 +30,6 @@ import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Callable,
     Iterable,
     Mapping,
@@ -41,7 +40,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-from ._bulk import BudgetView, BulkJob, Operation, estimate_eta
+from ._bulk import BudgetView, BulkJob, Operation, each, estimate_eta
 from ._journal import Journal, JournalEntry, open_journal
 from ._outcomes import (
     SYNC_DONE,
@@ -97,12 +96,16 @@ class SyncSource(Protocol[M]):
 @attrs.define
 class _Input:
     index: int
-    record: object
-    key: str | None  # as given
-    norm: object  # as compared
+    raw: object  # the key, as given
+    norm: object  # the key, as compared
     payload: dict[str, object]
     model: Model
     digest: str
+
+    @property
+    def key(self) -> str | None:
+        """The key as outcomes show it."""
+        return _text(self.raw)
 
 
 def _digest(key: object, payload: Mapping[str, object]) -> str:
@@ -206,7 +209,7 @@ class SyncJob(Generic[M]):
     journal: str | os.PathLike[str] | Journal | None = None
     concurrency: int = 8
     batch_size: int | None = 100
-    batch_possible: bool = True
+    batch_possible: bool = True  # False where the server has no batch path
     page_size: int = 100
     on_progress: ProgressHook | None = None
     requests: int = attrs.field(default=0, init=False)
@@ -259,7 +262,7 @@ class SyncJob(Generic[M]):
 
     async def _read_input(self) -> None:
         index = 0
-        async for record in _aiter(self.records):
+        async for record in each(self.records):
             if not isinstance(record, (Mapping, Model)):
                 raise ConfigurationError(
                     f"sync takes mappings or models, got {type(record).__name__} at {index}"
@@ -270,8 +273,7 @@ class SyncJob(Generic[M]):
             self._inputs.append(
                 _Input(
                     index,
-                    record,
-                    _text(raw_key),
+                    raw_key,
                     self.normalize(raw_key),
                     payload,
                     self.source._to_model(payload),
@@ -341,7 +343,7 @@ class SyncJob(Generic[M]):
 
         async def look_up(item: _Input) -> None:
             async with lanes:
-                found = await self._look_up(item.record, item.norm)
+                found = await self._look_up(item)
                 self._remote.setdefault(item.norm, [])
                 for model in found:
                     if model not in self._remote[item.norm]:
@@ -359,9 +361,9 @@ class SyncJob(Generic[M]):
             return max(1, math.ceil(first.total_records / self.page_size)) - 1
         return 10**9  # no totals: assume a long listing, and look keys up instead
 
-    async def _look_up(self, record: object, norm: object) -> list[M]:
+    async def _look_up(self, item: _Input) -> list[M]:
         """The remote records with this key: a filtered listing, matched by the normal form."""
-        raw = self.key(record) if callable(self.key) else value_of(record, self.key)
+        raw, norm = item.raw, item.norm
         values = [raw]
         if isinstance(raw, str) and isinstance(norm, str) and norm != raw:
             values.append(norm)  # servers filter exactly: ask for the normal form too
@@ -412,13 +414,12 @@ class SyncJob(Generic[M]):
 
     def estimate(self, changes: Sequence[PlannedChange]) -> int:
         """The requests a real run costs: the finding again, then every write."""
-        creates = sum(1 for c in changes if c.action == "create")
-        writes = sum(1 for c in changes if c.action in ("update", "delete"))
-        if self.delete_missing:
-            writes = sum(1 for c in changes if c.action == "update")
-            writes += min(self.max_deletes or 0, sum(1 for c in changes if c.action == "delete"))
+        count = {
+            a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "delete")
+        }
+        deletes = min(self.max_deletes or 0, count["delete"])  # deletes stop at max_deletes
         size = self.batch_size if self.batch_possible and self.batch_size else 1
-        return self.requests + math.ceil(creates / size) + writes
+        return self.requests + math.ceil(count["create"] / size) + count["update"] + deletes
 
     # -- the run -------------------------------------------------------------------------
 
@@ -444,7 +445,7 @@ class SyncJob(Generic[M]):
         async def by_key(payload: object) -> Model | None:
             # A create whose answer was lost: the record exists if its key does.
             item = by_payload[id(payload)]
-            found = await self._look_up(item.record, item.norm)
+            found = await self._look_up(item)
             return found[0] if len(found) == 1 else None
 
         job = BulkJob(
@@ -489,7 +490,7 @@ class SyncJob(Generic[M]):
 
     async def _settle_update(self, item: _Input, change: PlannedChange) -> None:
         try:
-            found = await self._look_up(item.record, item.norm)
+            found = await self._look_up(item)
         except CloudOnexError:
             return  # still unknown
         if len(found) == 1 and not changed_fields(
@@ -564,15 +565,6 @@ class SyncJob(Generic[M]):
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-async def _aiter(records: Iterable[object] | AsyncIterable[object]) -> AsyncIterator[object]:
-    if isinstance(records, AsyncIterable):
-        async for record in records:
-            yield record
-    else:
-        for record in records:
-            yield record
 
 
 async def run_sync(job: SyncJob[M], *, dry_run: bool) -> SyncResult[M] | SyncPlan:

@@ -43,6 +43,19 @@ MODULES = {
     for _, code in examples()
     if (m := _NAMED.match(code)) and not m.group(1).startswith("test_")
 }
+
+
+async def run(
+    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[int | None, str]:
+    """Run a command; return its exit code and its output (stdout and stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    return process.returncode, output.decode()
+
+
 EXAMPLES = [(name, code) for name, code in examples() if code not in MODULES.values()]
 
 
@@ -90,15 +103,8 @@ async def test_readme_example_runs(
     command = (
         [sys.executable, *pytest_args, str(script)] if as_test else [sys.executable, str(script)]
     )
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 0, f"README example {name} failed:\n{output.decode()}"
+    status, output = await run(command, cwd=tmp_path, env=env, timeout=120)
+    assert status == 0, f"README example {name} failed:\n{output}"
 
 
 def command_lines() -> list[list[str]]:
@@ -130,15 +136,9 @@ async def test_readme_command_lines_run(make_sandbox: SandboxFactory, tmp_path: 
         assert line[0] == "cloudonex"
         if line[1] == "sandbox":
             continue  # serves until stopped; its options are tested with the sandbox
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "cloudonex_async", *line[1:]),
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode == 0, f"{' '.join(line)} failed:\n{output.decode()}"
+        command = [sys.executable, "-m", "cloudonex_async", *line[1:]]
+        status, output = await run(command, cwd=tmp_path, env=env, timeout=60)
+        assert status == 0, f"{' '.join(line)} failed:\n{output}"
     assert {str(r["email"]) for r in sandbox.records("customers")} == {
         "ada@example.com",
         "alan@example.com",

@@ -307,8 +307,10 @@ async def test_a_shipped_server_is_scanned_in_one_request_and_refuses_updates_pe
         limiter=LocalLimiter(),
     ) as client:
         records = nightly(30, changed=2, new=3)
+        plan = await client.customers.sync(records, key="email", dry_run=True)
         result = await client.customers.sync(records, key="email")
-    assert sandbox.count("list") == 1
+    assert plan.requests == result.requests  # creates go one by one there: no batch path
+    assert sandbox.count("list") == 2  # one request per scan: the dry run's and the run's
     assert Counter(o.status for o in result.outcomes) == {
         "unchanged": 28,
         "failed": 2,

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,7 +35,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..models import Model
-from ..resources import Resource
+from ..resources import RECORD_RESOURCES, Resource
 from ._files import (
     Format,
     RecordWriter,
@@ -47,18 +47,7 @@ from ._files import (
 )
 from ._progress import ProgressBar, duration
 
-RESOURCES = (
-    "customers",
-    "invoices",
-    "transactions",
-    "quotes",
-    "products",
-    "orders",
-    "leads",
-    "suppliers",
-    "purchases",
-    "tickets",
-)
+RESOURCES = tuple(resource.path for resource in RECORD_RESOURCES)
 SETTINGS = ("base_url", "api_key", "profile", "auth", "body_encoding", "route_style", "item_paths")
 
 # Exit codes (also in ``cloudonex --help``).
@@ -302,7 +291,10 @@ def _again(args: argparse.Namespace, target: Path) -> str:
     return f"{command} --key {args.key}" if args.key else command
 
 
-def _reconcile(resource: Resource[Model], field: str | None) -> Any:
+def _reconcile(
+    resource: Resource[Model], field: str | None
+) -> Callable[[Mapping[str, object]], Awaitable[Model | None]] | None:
+    """A lookup by ``field`` for records whose create went unanswered (None: no key)."""
     if field is None:
         return None
 
@@ -363,14 +355,6 @@ async def cmd_sync(client: Client, args: argparse.Namespace) -> int:
     if skipped:
         print(f"{skipped} deletions skipped: --max-deletes was reached", file=sys.stderr)
     return _report(result, args)
-
-
-async def cmd_demo(client: Client | None, args: argparse.Namespace) -> int:
-    """Run the demo against an embedded sandbox."""
-    from ..demo import run
-
-    await run()
-    return OK
 
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Coroutine[Any, Any, int]]] = {
@@ -523,8 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _exit_code(error: BaseException) -> int:
     if isinstance(error, (UsageError, ConfigurationError, ValueError, OSError)):
-        if not isinstance(error, TransportError):
-            return USAGE
+        return USAGE  # a bad flag or file, a missing URL or key (TransportError is no OSError)
     if isinstance(error, (AuthenticationError, PermissionDeniedError)):
         return AUTH
     if isinstance(error, NotFoundError):
@@ -551,8 +534,11 @@ async def _run(args: argparse.Namespace) -> int:
     if task is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
-    if args.command == "demo":
-        return await cmd_demo(None, args)
+    if args.command == "demo":  # it starts a sandbox and a client of its own
+        from ..demo import run
+
+        await run()
+        return OK
     async with make_client(args) as client:
         return await COMMANDS[args.command](client, args)
 

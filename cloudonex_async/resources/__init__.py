@@ -8,6 +8,7 @@ here too, as hooks of the resource they concern.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from .._profile import ServerProfile
 from .._protocol import Envelope
@@ -195,8 +196,23 @@ class Tickets(Resource[Ticket]):
     model = Ticket
 
 
+RECORD_RESOURCES: tuple[type[Resource[Any]], ...] = (
+    Customers,
+    Invoices,
+    Transactions,
+    Quotes,
+    Products,
+    Orders,
+    Leads,
+    Suppliers,
+    Purchases,
+    Tickets,
+)
+"""The ten record resources, in the vendor's order (``Client`` has each as its ``path``)."""
+
 __all__ = [
     "ALL_OPERATIONS",
+    "RECORD_RESOURCES",
     "Customers",
     "Invoices",
     "Leads",

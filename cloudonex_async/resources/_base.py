@@ -426,6 +426,8 @@ class Resource(Generic[M]):
             journal=journal,
             concurrency=concurrency,
             batch_size=batch_size,
+            batch_possible=self._batch is not False
+            and (await self._client.server_profile()).batch is not False,
             page_size=page_size,
             on_progress=on_progress,
         )
