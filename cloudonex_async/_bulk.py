@@ -3,8 +3,16 @@
 A job streams its input (never loading it whole), groups records into units (a batch
 request, or one record each), and runs ``concurrency`` workers over the units. Each
 record ends with exactly one :class:`Outcome`: done (``created``, ``updated`` or
-``deleted``), ``failed`` (the server certainly did not act: a 4xx, an unsupported call,
-or a request that never left) or ``unknown`` (the request may have been processed).
+``deleted``), ``failed`` (the server certainly did not act: the request never left,
+or the server refused it) or ``unknown`` (the request left and may have been acted
+on). A record the job cannot even read (not a mapping, a value that cannot be sent)
+is ``failed`` at once, and the job goes on.
+
+The feeder, the workers and every lookup of a job run in one task group: an error
+from the caller's ``on_progress`` hook or from the journal ends the job with that
+error, and cancelling the job cancels all of it. Nothing is left running either way.
+Stopped early (cancelled, or the caller stops reading), the job sends nothing more
+and gives requests already on the wire a moment to finish and be journaled.
 
 A job does not know resources or the client: it drives an :class:`Operation` (the
 resource's create, update or delete, written in :mod:`cloudonex_async.resources`) and
@@ -24,10 +32,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar, cast
 
 import attrs
 
@@ -42,17 +52,28 @@ from .errors import (
     CreatedWithoutIdError,
     NotFoundError,
     OutcomeUnknownError,
+    RouteNotFoundError,
     TransportError,
     UnsupportedError,
     ValidationError,
 )
 from .models import Model
 
+if sys.version_info >= (3, 11):
+    from asyncio import TaskGroup
+else:  # pragma: no cover - the backport, on 3.10
+    from exceptiongroup import BaseExceptionGroup
+    from taskgroup import TaskGroup
+
 M = TypeVar("M", bound=Model)
 R = TypeVar("R")
 
 DEFAULT_BULK_CONCURRENCY = 8
 DEFAULT_BATCH_SIZE = 100
+#: Seconds a stopped job gives the requests already on the wire to finish.
+STOP_GRACE: Final = 0.5
+
+logger = logging.getLogger("cloudonex_async")
 
 OnSend = Callable[[], Awaitable[None]]
 KeyFunction = Callable[[object], object]
@@ -78,21 +99,33 @@ class Operation(Protocol[M]):
     Attributes:
         name: ``"create"``, ``"update"`` or ``"delete"`` (also the journal's job name).
         path: the resource's path, for the journal. idempotent: whether a record left
-            ``unknown`` may be sent again without a lookup.
+            ``unknown`` may be sent again without a lookup. batching: whether the
+            server takes many records in one request (None until one answer shows).
     """
 
     name: str
     path: str
     idempotent: bool
 
+    @property
+    def batching(self) -> bool | None:
+        """Whether the server has a batch path for this operation (None: not known yet)."""
+
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
-        """Turn one input value into an Item (raises ConfigurationError if it cannot)."""
+        """Turn one input value into an Item.
+
+        Raises:
+            ValidationError: the value is not a record this operation can send.
+        """
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
-        """Send one record; errors become outcomes."""
+        """Send one record and return its outcome, or raise the request's error."""
 
     async def batch(self, items: Sequence[Item], on_send: OnSend) -> list[Outcome[M]] | None:
-        """Send many records in one request, or return None if the server cannot."""
+        """Send many records in one request; None if the server cannot take them so.
+
+        Raises the request's error when the whole batch failed.
+        """
 
     def resumed(self, item: Item, record_id: int | None) -> M | None:
         """The model of a record an earlier run finished, from what the journal knows."""
@@ -117,8 +150,14 @@ def digest(payload: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def failure_outcome(item: Item, error: CloudOnexError, operation: str) -> Outcome[M]:
-    """The outcome of a record whose request raised ``error``."""
+def failure_outcome(item: Item, error: CloudOnexError, operation: str, *, sent: bool) -> Outcome[M]:
+    """The outcome of a record whose request raised ``error``.
+
+    ``sent`` is whether an attempt got as far as leaving. ``failed`` only where the
+    server certainly did not act: nothing left, the server refused (a 4xx, a legacy
+    failure, an ignored or unknown call), or the web server has no API there. Anything
+    else that went wrong once the request left is ``unknown``.
+    """
     status: Status
     if isinstance(error, CreatedWithoutIdError):
         # Created for certain, but the server did not name it: never send it again.
@@ -126,17 +165,14 @@ def failure_outcome(item: Item, error: CloudOnexError, operation: str) -> Outcom
     if isinstance(error, NotFoundError) and operation == "delete":
         # Deleting what is already gone leaves the state asked for.
         return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
-    if isinstance(error, (UnsupportedError, ConfigurationError)):
-        # Not offered, ignored, or not the API at all (an HTML 404): nothing was done.
-        status = "failed"
-    elif isinstance(error, OutcomeUnknownError):
-        status = "unknown"
+    if not sent or isinstance(error, (UnsupportedError, RouteNotFoundError)):
+        status = "failed"  # never left, or reached no API that acts (an HTML 404 page)
     elif isinstance(error, TransportError):
         status = "unknown" if error.request_sent else "failed"
     elif isinstance(error, APIError):
         status = "unknown" if error.status >= 500 else "failed"
     else:
-        status = "unknown"
+        status = "unknown"  # an answer the client could not make sense of
     return Outcome(item.index, status, item.key, record_id=item.record_id, error=error)
 
 
@@ -163,7 +199,30 @@ def estimate_eta(
 
 
 class _Stopped(Exception):
-    """The job is stopping: this request must not be sent."""
+    """The job is stopping: this request must not be sent (and the record is dropped)."""
+
+
+class _NotSent(Exception):
+    """The job halted after a configuration error: this record is not sent."""
+
+
+class _Fatal(Exception):
+    """The journal failed: the job ends with ``error`` (operations never catch this)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+_END: Final = object()
+
+
+def _first_error(error: BaseException) -> BaseException:
+    """The error to raise for a task group's failure: the first real one, unwrapped."""
+    while isinstance(error, BaseExceptionGroup):
+        real = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        error = (real or list(error.exceptions))[0]
+    return error.error if isinstance(error, _Fatal) else error
 
 
 class BulkJob(Generic[M]):
@@ -186,6 +245,8 @@ class BulkJob(Generic[M]):
     ) -> None:
         if concurrency < 1 or (batch_size is not None and batch_size < 1):
             raise ConfigurationError("concurrency and batch_size must be >= 1")
+        if on_progress is not None and not callable(on_progress):
+            raise ConfigurationError("on_progress must be a callable that takes a BulkProgress")
         self.operation = operation
         self.records = records
         self.budget = budget
@@ -207,14 +268,14 @@ class BulkJob(Generic[M]):
         self._sending = 0
         self._busy = 0.0
         self._busy_since = 0.0
-        # Bounded: a slow consumer holds the job back instead of outcomes piling up.
-        self._outcomes: asyncio.Queue[Outcome[M] | None] = asyncio.Queue(
-            maxsize=concurrency * (self.batch_size or 1) * 2
-        )
+        # Outcomes wait here for the reader; ``_room`` bounds how many, so a slow
+        # reader holds the job back instead of outcomes piling up.
+        self._outcomes: asyncio.Queue[object] = asyncio.Queue()
+        self._room = asyncio.Semaphore(concurrency * (self.batch_size or 1) * 2)
         self._units: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=concurrency)
         self._recheck: list[Item] = []
         self._stopping = False
-        self._not_sent: set[asyncio.Task[object]] = set()  # workers whose request has not left
+        self._halted: CloudOnexError | None = None
         self._in_flight: set[int] = set()  # records whose request left, outcome not yet out
 
     @property
@@ -223,63 +284,70 @@ class BulkJob(Generic[M]):
         return self._requests
 
     async def __aiter__(self) -> AsyncIterator[Outcome[M]]:
-        main: asyncio.Future[object] = asyncio.ensure_future(self._run())
+        main: asyncio.Task[None] = asyncio.ensure_future(self._run())
+        main.add_done_callback(lambda _: self._outcomes.put_nowait(_END))
         try:
-            while (outcome := await self._outcomes.get()) is not None:
-                yield outcome
-            await main  # raises what stopped the pipeline, if anything did
+            while (outcome := await self._outcomes.get()) is not _END:
+                self._room.release()
+                yield cast("Outcome[M]", outcome)
+            if not main.cancelled() and main.exception() is not None:
+                raise _first_error(main.exception())  # type: ignore[arg-type]
         finally:
             if not main.done():
-                # Cancelled, or the caller stopped reading: send nothing more, but let the
-                # requests in flight finish and be journaled.
-                self.stop()
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._drain(main))
+                await self._wind_down(main)
 
-    async def _drain(self, main: asyncio.Future[object]) -> None:
-        """Discard outcomes (they are journaled) until the pipeline has wound down."""
-        while not main.done():
-            getter: asyncio.Future[object] = asyncio.ensure_future(self._outcomes.get())
-            await asyncio.wait({getter, main}, return_when=asyncio.FIRST_COMPLETED)
-            getter.cancel()
-            await asyncio.gather(getter, return_exceptions=True)
-        await main
+    async def _wind_down(self, main: asyncio.Task[None]) -> None:
+        """Stop sending; let requests on the wire finish for a moment; then cancel the rest."""
+        self._stopping = True
+        for _ in range(self.concurrency + 1):
+            self._room.release()  # wake any worker waiting to hand an outcome over
+        try:
+            await asyncio.wait({main}, timeout=STOP_GRACE)
+        finally:
+            main.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(main)
 
     # -- the pipeline -------------------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            previous = await self.journal.load(self.job) if self.journal else {}
-            workers = [asyncio.ensure_future(self._work()) for _ in range(self.concurrency)]
-            try:
-                await self._feed(previous)
-            finally:
-                for _ in workers:
-                    await self._units.put(None)
-                await asyncio.gather(*workers)
-            if self._recheck and not self._stopping:
-                await self._resolve(self._recheck)
-        finally:
-            await self._outcomes.put(None)  # however it ended, the reader wakes
+        previous = await self.journal.load(self.job) if self.journal else {}
+        async with TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(self._work())
+            await self._feed(previous)
+            for _ in range(self.concurrency):
+                await self._units.put(None)
+        if self._recheck and not self._stopping:
+            await self._resolve(self._recheck)
 
     async def _feed(self, previous: dict[int, JournalEntry]) -> None:
         chunk: list[Item] = []
-        size = self.batch_size or 1
         index = 0
         async for record in each(self.records):
             if self._stopping:
                 return
-            item = self.operation.item(index, record, self.key)
-            index += 1
+            number, index = index, index + 1
+            try:
+                item = self.operation.item(number, record, self.key)
+            except CloudOnexError as error:  # a record that cannot be sent: failed, go on
+                await self._emit(Outcome(number, "failed", error=error))
+                continue
             entry = previous.get(item.index)
             if entry is not None and await self._settled(item, entry):
                 continue
             chunk.append(item)
-            if len(chunk) >= size:
+            if len(chunk) >= self._unit_size():
                 await self._units.put(chunk)
                 chunk = []
         if chunk:
             await self._units.put(chunk)
+
+    def _unit_size(self) -> int:
+        """Records per unit: a batch, or one where the server has no batch path."""
+        if not self.batch_size or self.operation.batching is False:
+            return 1
+        return self.batch_size
 
     async def _settled(self, item: Item, entry: JournalEntry) -> bool:
         """Apply an earlier run's journal entry; return whether the record needs no send."""
@@ -310,82 +378,102 @@ class BulkJob(Generic[M]):
         return False
 
     async def _work(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         while (unit := await self._units.get()) is not None:
             if self._stopping:
                 continue  # keep draining, so the feeder is never stuck
-            self._not_sent.add(task)
             try:
-                await self._send(unit, task)
-            except (_Stopped, asyncio.CancelledError):
-                if not self._stopping:
-                    raise
-            finally:
-                self._not_sent.discard(task)
+                await self._send(unit)
+            except _Stopped:
+                continue  # the job is stopping: the unit is dropped, never sent
 
-    async def _send(self, unit: list[Item], task: asyncio.Task[object]) -> None:
-        outcomes = None
-        if len(unit) > 1:
-            outcomes = await self._attempt(
-                unit, task, lambda send: self.operation.batch(unit, send)
-            )
-        if outcomes is None:
-            outcomes = []
-            for item in unit:  # one by one (the batch path is missing, or a unit of one)
-                outcomes.append(await self._one(item, task))
-        by_index = {item.index: item for item in unit}
-        await self._journal_outcomes(outcomes, by_index)
-        for outcome in outcomes:
-            if outcome.status == "unknown" and not self.operation.idempotent and self.reconcile:
-                self._recheck.append(by_index[outcome.index])
-            else:
-                await self._emit(outcome)
+    async def _send(self, unit: list[Item], *, final: bool = False) -> None:
+        """Send one unit and hand its outcomes on (``final``: no recheck after this)."""
+        if len(unit) > 1 and self.operation.batching is not False:
+            outcomes = await self._batch(unit)
+            if outcomes is not None:
+                await self._finish(outcomes, unit, final=final)
+                return
+        for item in unit:  # one by one: each record's outcome is out as soon as it is known
+            await self._finish([await self._one(item)], [item], final=final)
 
-    async def _one(self, item: Item, task: asyncio.Task[object] | None) -> Outcome[M]:
-        return await self._attempt([item], task, lambda send: self.operation.one(item, send))
+    async def _one(self, item: Item) -> Outcome[M]:
+        flight = _Flight([item])
+        try:
+            return await self.operation.one(item, self._on_send(flight))
+        except _NotSent:
+            return Outcome(item.index, "failed", item.key, error=self._not_sent())
+        except CloudOnexError as error:
+            self._halt_on(error, flight.left)
+            return failure_outcome(item, error, self.operation.name, sent=flight.left)
+        finally:
+            self._land(flight)
 
-    async def _attempt(
-        self,
-        items: Sequence[Item],
-        task: asyncio.Task[object] | None,
-        call: Callable[[OnSend], Awaitable[R]],
-    ) -> R:
-        """Run ``call`` with the ``on_send`` callback for ``items``.
+    async def _batch(self, unit: list[Item]) -> list[Outcome[M]] | None:
+        flight = _Flight(unit)
+        try:
+            return await self.operation.batch(unit, self._on_send(flight))
+        except _NotSent:
+            return [Outcome(i.index, "failed", i.key, error=self._not_sent()) for i in unit]
+        except CloudOnexError as error:
+            self._halt_on(error, flight.left)
+            name = self.operation.name
+            return [failure_outcome(i, error, name, sent=flight.left) for i in unit]
+        finally:
+            self._land(flight)
 
-        The client awaits the callback just before each attempt leaves: a stopping job
-        refuses to send there, and the journal writes ``sent`` (fsync'd).
-        """
-        left = False
+    def _on_send(self, flight: _Flight) -> OnSend:
+        """The callback the client awaits just before each attempt of ``flight`` leaves."""
 
         async def on_send() -> None:
-            nonlocal left
             if self._stopping:
                 raise _Stopped
-            if task is not None:  # from here on, the request goes out: let it finish
-                self._not_sent.discard(task)
+            if self._halted is not None:
+                raise _NotSent
             self._requests += 1
-            if not left:
-                left = True
-                self._in_flight.update(item.index for item in items)
+            await self._journal(flight.items, "sent")
+            if not flight.left:
+                flight.left = True
+                self._in_flight.update(item.index for item in flight.items)
                 if self._sending == 0:
                     self._busy_since = self.budget.clock.time()
                 self._sending += 1
-            await self._journal(items, "sent")
 
-        try:
-            return await call(on_send)
-        finally:
-            if left:
-                self._sending -= 1
-                if self._sending == 0:
-                    self._busy += self.budget.clock.time() - self._busy_since
+        return on_send
 
-    def stop(self) -> None:
-        """Send nothing more: callers still waiting for the budget give up now."""
-        self._stopping = True
-        for task in self._not_sent:
-            task.cancel()
+    def _land(self, flight: _Flight) -> None:
+        """The attempt is over: count the time it spent on the wire."""
+        if flight.left:
+            self._sending -= 1
+            if self._sending == 0:
+                self._busy += self.budget.clock.time() - self._busy_since
+
+    def _halt_on(self, error: CloudOnexError, sent: bool) -> None:
+        """After a configuration error, stop sending: every other request would fare the same.
+
+        (A JSON body to shipped code creates a record without its fields, each time.)
+        """
+        if sent and isinstance(error, ConfigurationError) and self._halted is None:
+            self._halted = error
+
+    def _not_sent(self) -> _NotSentError:
+        assert self._halted is not None
+        return _NotSentError(
+            f"not sent: the job stopped sending after this error: {self._halted.message}"
+        )
+
+    async def _finish(
+        self, outcomes: Sequence[Outcome[M]], items: Sequence[Item], *, final: bool
+    ) -> None:
+        """Journal ``outcomes``, then hand them on (unknown creates go to ``reconcile``)."""
+        by_index = {item.index: item for item in items}
+        attempted = [o for o in outcomes if not isinstance(o.error, _NotSentError)]
+        await self._journal_outcomes(attempted, by_index)
+        for outcome in outcomes:
+            recheck = outcome.status == "unknown" and not self.operation.idempotent
+            if recheck and self.reconcile is not None and not final:
+                self._recheck.append(by_index[outcome.index])
+            else:
+                await self._emit(outcome)
 
     async def _resolve(self, items: list[Item]) -> None:
         """Look up records that may exist; send the ones the hook says do not.
@@ -393,73 +481,69 @@ class BulkJob(Generic[M]):
         The lookups run ``concurrency`` at a time (under the budget, as every call);
         the records found missing go out again in batches, as the first time.
         """
-        if self.reconcile is None:
+        reconcile = self.reconcile
+        if reconcile is None:
             for item in items:
+                error = OutcomeUnknownError(
+                    "an earlier run sent this record but did not learn the outcome; "
+                    "pass reconcile= to look it up"
+                )
                 await self._emit(
-                    Outcome(
-                        item.index,
-                        "unknown",
-                        item.key,
-                        error=OutcomeUnknownError(
-                            "an earlier run sent this record but did not learn the outcome; "
-                            "pass reconcile= to look it up"
-                        ),
-                        resumed=True,
-                    )
+                    Outcome(item.index, "unknown", item.key, error=error, resumed=True)
                 )
             return
-        reconcile = self.reconcile
         lanes = asyncio.Semaphore(self.concurrency)
+        missing: list[Item] = []
 
-        async def look_up(item: Item) -> tuple[Item, object, CloudOnexError | None]:
+        async def look_up(item: Item) -> None:
             async with lanes:
                 try:
-                    return item, await reconcile(item.source), None
+                    found = await reconcile(item.source)
                 except CloudOnexError as error:  # the lookup failed: still unknown
-                    return item, None, error
-
-        missing: list[Item] = []
-        for item, found, error in await asyncio.gather(*(look_up(i) for i in items)):
-            if error is not None:
-                await self._emit(Outcome(item.index, "unknown", item.key, error=error))
-            elif found is None:
+                    await self._emit(Outcome(item.index, "unknown", item.key, error=error))
+                    return
+                except Exception as error:  # a bug in the caller's hook: still unknown
+                    logger.warning("reconcile= raised for record %d", item.index, exc_info=True)
+                    unknown = OutcomeUnknownError(
+                        f"reconcile= raised {type(error).__name__} looking this record up: "
+                        f"{error}; it may or may not exist"
+                    )
+                    unknown.__cause__ = error
+                    await self._emit(Outcome(item.index, "unknown", item.key, error=unknown))
+                    return
+            if found is None:
                 missing.append(item)
-            else:
-                model = self.operation.found(item, found)
-                outcome: Outcome[M] = Outcome(item.index, "created", item.key, model, model.id)
-                await self._journal_outcomes([outcome], {item.index: item})
-                await self._emit(outcome)
-        size = self.batch_size or 1
-        units = [missing[n : n + size] for n in range(0, len(missing), size)]
+                return
+            model = self.operation.found(item, found)
+            outcome: Outcome[M] = Outcome(item.index, "created", item.key, model, model.id)
+            await self._finish([outcome], [item], final=True)
+
+        async with TaskGroup() as group:
+            for item in items:
+                group.create_task(look_up(item))
+        missing.sort(key=lambda item: item.index)
+        size = self._unit_size()
 
         async def resend(unit: list[Item]) -> None:
             async with lanes:
-                outcomes = None
-                if len(unit) > 1:
-                    outcomes = await self._attempt(
-                        unit, None, lambda send: self.operation.batch(unit, send)
-                    )
-                if outcomes is None:
-                    outcomes = [await self._one(item, None) for item in unit]
-                await self._journal_outcomes(outcomes, {item.index: item for item in unit})
-                for outcome in outcomes:
-                    await self._emit(outcome)
+                await self._send(unit, final=True)
 
-        await asyncio.gather(*(resend(unit) for unit in units))
+        async with TaskGroup() as group:
+            for n in range(0, len(missing), size):
+                group.create_task(resend(missing[n : n + size]))
 
     # -- bookkeeping ---------------------------------------------------------------------
 
     async def _journal(self, items: Sequence[Item], state: str) -> None:
         if self.journal is not None:
-            await self.journal.write(
-                [JournalEntry(i.index, state, i.digest, i.key, i.record_id) for i in items]
-            )
+            entries = [JournalEntry(i.index, state, i.digest, i.key, i.record_id) for i in items]
+            await self._write(entries)
 
     async def _journal_outcomes(
         self, outcomes: Sequence[Outcome[M]], items: dict[int, Item]
     ) -> None:
-        if self.journal is not None:
-            await self.journal.write(
+        if self.journal is not None and outcomes:
+            await self._write(
                 [
                     JournalEntry(
                         o.index,
@@ -475,12 +559,23 @@ class BulkJob(Generic[M]):
                 ]
             )
 
+    async def _write(self, entries: list[JournalEntry]) -> None:
+        assert self.journal is not None
+        try:
+            await self.journal.write(entries)
+        except Exception as error:  # a full disk, a lost Redis: the job cannot go on
+            raise _Fatal(error) from error
+
     async def _emit(self, outcome: Outcome[M]) -> None:
         self._in_flight.discard(outcome.index)
         counter = "succeeded" if outcome.ok else outcome.status
         self._counts[counter] += 1
-        await self._outcomes.put(outcome)
+        if self._stopping:
+            return  # nobody reads any more; the journal has what matters
+        await self._room.acquire()
+        self._outcomes.put_nowait(outcome)
         if self.on_progress is not None:
+            # The caller's hook: if it raises, the job ends with its error.
             self.on_progress(self._progress())
 
     def _progress(self) -> BulkProgress:
@@ -488,12 +583,19 @@ class BulkJob(Generic[M]):
         eta = None
         status = self.budget.rate_limit
         if self.total is not None:
-            # Records on their way have spent their budget already: they are not "left".
-            left = max(0, self.total - done - len(self._in_flight))
             now = self.budget.clock.time()
             busy = self._busy + (now - self._busy_since if self._sending else 0.0)
-            rate = self._requests / busy if self._requests and busy > 0 else None
-            eta = estimate_eta(math.ceil(left / (self.batch_size or 1)), status, now=now, rate=rate)
+            rate = None  # requests per second on the wire: unknown before the first one
+            if self._requests:
+                rate = self._requests / busy if busy > 0 else math.inf
+            # Records on their way have spent their budget already: they are not "left".
+            left = max(0, self.total - done - len(self._in_flight))
+            per_request = self._unit_size()
+            eta = estimate_eta(math.ceil(left / per_request), status, now=now, rate=rate)
+            if done < self.total:
+                # Records remain (on the wire, if nowhere else): at least one request's
+                # time; None while nothing says how long that is.
+                eta = max(eta, 1 / rate) if rate is not None else (eta or None)
         return BulkProgress(
             done=done,
             total=self.total,
@@ -501,6 +603,18 @@ class BulkJob(Generic[M]):
             budget_remaining=status.remaining,
             **self._counts,
         )
+
+
+class _NotSentError(ConfigurationError):
+    """The error of a record a halted job never sent (not journaled: it has no state)."""
+
+
+@attrs.define
+class _Flight:
+    """One attempt to send some records: whether a request of it has left."""
+
+    items: Sequence[Item]
+    left: bool = False
 
 
 async def each(records: Iterable[R] | AsyncIterable[R]) -> AsyncIterator[R]:

@@ -142,6 +142,11 @@ class Client:
         user_agent: the User-Agent header.
         event_hooks: callables called with an :class:`Event` at each step of each call
             (sent, answered, retried, waiting for the budget, rate limited).
+        lenient_values: what to do with a record value that cannot be read exactly (a
+            date like ``2024-02-30``, ``"12,50"`` as an amount): by default the call
+            raises ResponseParseError naming the record, the field and the value; with
+            True the model holds None there, the raw value is kept in its ``extra``
+            under the field's name, and one WARNING is logged per field.
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class Client:
         clock: Clock | None = None,
         user_agent: str = "cloudonex-async",
         event_hooks: Sequence[EventHook] = (),
+        lenient_values: bool = False,
     ) -> None:
         asked = {
             name: value
@@ -204,6 +210,7 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             user_agent=user_agent,
             event_hooks=event_hooks,
+            lenient_values=lenient_values,
         )
         self._asked_budget = frozenset(asked)
         self._asked_clock = clock

@@ -98,6 +98,7 @@ class ClientConfig:
     ssl: _ssl.SSLContext | bool | None = attrs.field(repr=False)
     user_agent: str
     event_hooks: tuple[EventHook, ...] = attrs.field(default=(), repr=False)
+    lenient_values: bool = False
 
     @property
     def budget(self) -> BudgetSettings:
@@ -153,6 +154,7 @@ def make_config(
     allow_insecure_http: bool = False,
     user_agent: str = "cloudonex-async",
     event_hooks: Sequence[EventHook] = (),
+    lenient_values: bool = False,
 ) -> ClientConfig:
     """Check the arguments, fill in the environment defaults, and freeze them.
 
@@ -219,6 +221,8 @@ def make_config(
     hooks = tuple(event_hooks)
     if not all(callable(hook) for hook in hooks):
         raise ConfigurationError("event_hooks must be callables that take an Event")
+    if not isinstance(lenient_values, bool):
+        raise ConfigurationError(f"lenient_values is True or False, not {lenient_values!r}")
     return ClientConfig(
         site_root=normalize_base_url(base_url, allow_insecure_http=allow_insecure_http),
         api_key=api_key,
@@ -241,6 +245,7 @@ def make_config(
         ssl=ssl,
         user_agent=user_agent,
         event_hooks=hooks,
+        lenient_values=lenient_values,
     )
 
 

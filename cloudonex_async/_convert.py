@@ -1,75 +1,134 @@
 """Turning JSON records into models and back, with cattrs.
 
-The production converter is lenient, because real servers send nulls, numeric
-strings, three datetime formats and garbage: a value that cannot be read becomes
-None on the model and its raw text is kept in ``extra`` under the field's name, so
-one bad record never breaks a listing. ``make_converter(strict=True)`` raises
-instead and refuses unknown keys; the tests use it to show drift.
+Values are read exactly or not at all. Money is a Decimal at any magnitude a server
+can hold (the length of its text is bounded, not the amount); ids are ints up to
+``2**64 - 1`` (MySQL's BIGINT UNSIGNED); dates and datetimes are ISO-8601 or
+``YYYY-MM-DD HH:MM:SS``. Two rules read as None, because that is what the server
+means: an empty (or blank) text in a number or date field, and a MySQL zero date
+(``0000-00-00``, ``0000-00-00 00:00:00``), which PHP installs store for "no date".
+
+A value that cannot be read is never silently None. The default converter raises
+:class:`UnreadableValueError` (the resource turns it into a ResponseParseError naming
+the record, the field and the value); the lenient one (``Client(lenient_values=True)``)
+keeps the raw value in the model's ``extra`` under the field's name and logs one
+WARNING per field. ``make_converter(forbid_extra_keys=True)`` also refuses unknown
+keys; the tests use it to show drift.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import types
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, cast
+from decimal import Decimal
+from typing import Any, Final, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._protocol import MAX_ID
+from .errors import ResponseParseError, ValidationError
 from .models import Model
 
 logger = logging.getLogger("cloudonex_async")
 M = TypeVar("M", bound=Model)
 
+#: The longest amount read, written out in full (sign, digits and point). MySQL's
+#: DECIMAL holds at most 65 digits; this leaves room for any scale a server uses.
+MAX_AMOUNT_CHARS: Final = 100
 
-# An amount, id or count beyond these is garbage, not a value (a quadrillion in money).
-MAX_AMOUNT = Decimal("1e15")
-MAX_INT = 2**63 - 1
+_PLAIN_AMOUNT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?")
+# "1,234.50": a comma separates thousands only in this form. "12,50" (a decimal comma)
+# and "1,234" (which could be either) are not read: a guess would be a wrong amount.
+_GROUPED_AMOUNT: Final = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")
+_DIGITS: Final = re.compile(r"[+-]?\d+")
+
+
+class UnreadableValueError(ValueError):
+    """A field's value cannot be read as the field's type.
+
+    Attributes:
+        model: the model's class name. record_id: the record's id as sent (None if it
+            had none). field: the field's name (``items[0].amount`` for a nested one).
+        value: the raw value. reason: what is wrong with it.
+    """
+
+    def __init__(
+        self, *, model: str, record_id: object, field: str, value: object, reason: str
+    ) -> None:
+        self.model = model
+        self.record_id = record_id
+        self.field = field
+        self.value = value
+        self.reason = reason
+        shown = f" {record_id}" if record_id is not None else ""
+        super().__init__(f"{model}{shown}: {field} = {_show(value)} {reason}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def to_decimal(value: object, _: object = None) -> Decimal:
-    """Read money from a string, int, float or Decimal without float rounding.
+    """Read money from a string, int, float or Decimal, exactly.
 
-    Only finite amounts below a quadrillion are money: NaN, Infinity and absurd
-    magnitudes raise ValueError (the lenient converter parks them in ``extra``).
+    Raises ValueError for NaN, infinities, text that is not a plain amount, and amounts
+    whose digits would not fit in :data:`MAX_AMOUNT_CHARS` characters.
     """
     if isinstance(value, bool):
-        raise ValueError("a boolean is not an amount")
+        raise ValueError("is a boolean, not an amount")
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int):
+        if len(str(abs(value))) > MAX_AMOUNT_CHARS:
+            raise ValueError(f"has more than {MAX_AMOUNT_CHARS} digits")
         amount = Decimal(value)
     elif isinstance(value, float):
         amount = Decimal(repr(value))  # the shortest text that round-trips, not the binary value
-    elif isinstance(value, str) and len(value) <= 64:
-        try:
-            amount = Decimal(value.strip().replace(",", ""))
-        except InvalidOperation:
-            raise ValueError(f"not an amount: {value!r}") from None
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_AMOUNT_CHARS:
+            raise ValueError(f"is longer than {MAX_AMOUNT_CHARS} characters")
+        if _GROUPED_AMOUNT.fullmatch(text):
+            text = text.replace(",", "")
+        elif not _PLAIN_AMOUNT.fullmatch(text):
+            raise ValueError(
+                "is not an amount (digits with an optional point; a comma only separates "
+                "thousands, as in 1,234.50)"
+            )
+        amount = Decimal(text)
     else:
-        raise ValueError(f"not an amount: {value!r}"[:100])
-    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
-        raise ValueError(f"not a plausible amount: {value!r}"[:100])
+        raise ValueError("is not an amount")
+    if not amount.is_finite():
+        raise ValueError("is not a finite amount")
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    whole_digits = max(amount.adjusted() + 1, 1)
+    if whole_digits + max(-exponent, 0) > MAX_AMOUNT_CHARS:
+        raise ValueError(f"has more than {MAX_AMOUNT_CHARS} digits")
     return amount
 
 
 def to_int(value: object, _: object = None) -> int:
-    """Read an id or count from an int or a numeric string (within 64 bits)."""
+    """Read an id or count from an int or a string of digits, up to ``2**64 - 1``."""
     if isinstance(value, bool):
-        raise ValueError("a boolean is not an integer")
+        raise ValueError("is a boolean, not an integer")
     if isinstance(value, int):
         number = value
     elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         number = int(value)
-    elif isinstance(value, str) and len(value) <= 21 and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        if len(value.strip().lstrip("+-")) > 20:
+            raise ValueError("is beyond 2**64 - 1, the largest id a database column holds")
         number = int(value.strip())
     else:
-        raise ValueError(f"not an integer: {value!r}"[:100])
-    if abs(number) > MAX_INT:
-        raise ValueError(f"an integer out of range: {value!r}"[:100])
+        raise ValueError("is not an integer")
+    if abs(number) > MAX_ID:
+        raise ValueError("is beyond 2**64 - 1, the largest id a database column holds")
     return number
 
 
@@ -85,10 +144,16 @@ def to_datetime(value: object, _: object = None) -> datetime:
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
-        return datetime.fromisoformat(text)  # raises ValueError on zero dates too
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("is not a date and time (ISO-8601 or YYYY-MM-DD HH:MM:SS)") from None
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    raise ValueError(f"not a datetime: {value!r}")
+        try:
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("is not a plausible Unix time") from None
+    raise ValueError("is not a date and time")
 
 
 def to_date(value: object, _: object = None) -> date:
@@ -100,8 +165,11 @@ def to_date(value: object, _: object = None) -> date:
     if isinstance(value, str) and len(value.strip()) > 10:
         return to_datetime(value).date()
     if isinstance(value, str):
-        return date.fromisoformat(value.strip())
-    raise ValueError(f"not a date: {value!r}")
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("is not a date (YYYY-MM-DD)") from None
+    raise ValueError("is not a date")
 
 
 def to_str(value: object, _: object = None) -> str:
@@ -110,11 +178,40 @@ def to_str(value: object, _: object = None) -> str:
         return value
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         return str(value)
-    raise ValueError(f"not text: {value!r}")
+    raise ValueError("is not text")
 
 
-def make_converter(*, strict: bool = False) -> cattrs.Converter:
-    """Build the converter for models; ``strict`` raises on unknown keys and bad values."""
+def is_no_value(value: object, kind: type) -> bool:
+    """Whether ``value`` means "no value" in a field of type ``kind`` (read as None).
+
+    Empty or blank text in a number or date field, and MySQL's zero dates.
+    """
+    if value is None:
+        return True
+    if kind is str or not isinstance(value, str):
+        return False
+    text = value.strip()
+    return not text or (kind in (date, datetime) and text.startswith("0000-00-00"))
+
+
+def _optional_of(kind: object) -> type | None:
+    """The X of ``X | None`` for the scalar types the models use; else None."""
+    if get_origin(kind) not in (Union, types.UnionType):
+        return None
+    args = [a for a in get_args(kind) if a is not type(None)]
+    if len(args) == 1 and args[0] in (Decimal, int, date, datetime, str):
+        return cast(type, args[0])
+    return None
+
+
+def make_converter(*, lenient: bool = False, forbid_extra_keys: bool = False) -> cattrs.Converter:
+    """Build a converter for the models.
+
+    Args:
+        lenient: keep an unreadable value in ``extra`` (one WARNING per field) instead
+            of raising :class:`UnreadableValueError`.
+        forbid_extra_keys: raise on fields the model does not declare (tests use it).
+    """
     converter = cattrs.Converter()
     converter.register_structure_hook(Decimal, to_decimal)
     converter.register_structure_hook(int, to_int)
@@ -125,11 +222,28 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_unstructure_hook(date, date.isoformat)
 
+    def optional(kind: object) -> Callable[[object, object], object]:
+        inner = _optional_of(kind)
+        assert inner is not None
+        read = converter.get_structure_hook(inner)
+
+        def structure(value: object, _: object) -> object:
+            return None if is_no_value(value, inner) else read(value, inner)
+
+        return structure
+
+    converter.register_structure_hook_factory(lambda t: _optional_of(t) is not None, optional)
+
+    warned: set[tuple[str, str]] = set()
+
     def is_model(cls: object) -> bool:
         return isinstance(cls, type) and issubclass(cls, Model)
 
     converter.register_structure_hook_factory(
-        is_model, lambda cls: _structure_model(cls, converter, strict=strict)
+        is_model,
+        lambda cls: _structure_model(
+            cls, converter, lenient=lenient, forbid_extra_keys=forbid_extra_keys, warned=warned
+        ),
     )
     converter.register_unstructure_hook_factory(
         is_model, lambda cls: _unstructure_model(cls, converter)
@@ -138,7 +252,12 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
 
 
 def _structure_model(
-    cls: type[M], converter: cattrs.Converter, *, strict: bool
+    cls: type[M],
+    converter: cattrs.Converter,
+    *,
+    lenient: bool,
+    forbid_extra_keys: bool,
+    warned: set[tuple[str, str]],
 ) -> Callable[[object, object], M]:
     fields = attrs.fields(cls)
     names = frozenset(f.name for f in fields) - {"extra"}
@@ -151,26 +270,65 @@ def _structure_model(
             raise ValueError(f"a {cls.__name__} must be a JSON object, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
-        if strict and extra:
+        if forbid_extra_keys and extra:
             raise ValueError(f"unknown {cls.__name__} fields: {sorted(extra)}")
         try:
             return generated({**known, "extra": extra}, cls)
         except Exception:
-            if strict:
-                raise
-        # The slow path, one field at a time: keep what can be read, park the rest.
+            pass  # the slow path below finds the field and says why
+        # The slow path, one field at a time, to name the field that cannot be read.
         values: dict[str, object] = {}
         for field in fields:
             if field.name not in known:
                 continue
+            raw = known[field.name]
             try:
-                values[field.name] = converter.structure(known[field.name], field.type)
-            except Exception:
-                logger.debug("%s.%s: unreadable value kept in extra", cls.__name__, field.name)
-                extra[field.name] = known[field.name]
+                values[field.name] = converter.structure(raw, field.type)
+            except UnreadableValueError as nested:  # in an item of a list of models
+                if not lenient:
+                    raise UnreadableValueError(
+                        model=cls.__name__,
+                        record_id=data.get("id"),
+                        field=f"{field.name}{_where(raw, nested)}.{nested.field}",
+                        value=nested.value,
+                        reason=nested.reason,
+                    ) from None
+                extra[field.name] = raw
+            except Exception as error:
+                reason = str(error) if isinstance(error, ValueError) else "cannot be read"
+                if not lenient:
+                    raise UnreadableValueError(
+                        model=cls.__name__,
+                        record_id=data.get("id"),
+                        field=field.name,
+                        value=raw,
+                        reason=reason,
+                    ) from None
+                if (cls.__name__, field.name) not in warned:
+                    warned.add((cls.__name__, field.name))
+                    logger.warning(
+                        "%s.%s: a value that %s was kept in .extra (lenient_values=True); "
+                        "further ones are not logged",
+                        cls.__name__,
+                        field.name,
+                        reason,
+                    )
+                extra[field.name] = raw
         return cls(**cast(dict[str, Any], values), extra=extra)
 
     return structure
+
+
+def _where(raw: object, nested: UnreadableValueError) -> str:
+    """``[n]`` for the item of ``raw`` (a list of records) that ``nested`` is about."""
+    if isinstance(raw, list):
+        for n, item in enumerate(raw):
+            if isinstance(item, Mapping) and item.get(nested.field, _MISSING) is nested.value:
+                return f"[{n}]"
+    return ""
+
+
+_MISSING: Final = object()
 
 
 def _unstructure_model(
@@ -187,4 +345,54 @@ def _unstructure_model(
     return unstructure
 
 
-CONVERTER = make_converter()
+CONVERTER: Final = make_converter()
+"""The default converter: unreadable values raise :class:`UnreadableValueError`."""
+LENIENT_CONVERTER: Final = make_converter(lenient=True)
+"""The converter of ``Client(lenient_values=True)``: unreadable values go to ``extra``."""
+
+
+def converter_for(*, lenient: bool) -> cattrs.Converter:
+    """The shared converter for this leniency."""
+    return LENIENT_CONVERTER if lenient else CONVERTER
+
+
+def read_record(converter: cattrs.Converter, data: object, cls: type[M], *, source: str) -> M:
+    """The model of a record the server sent in answer to ``source`` (``"GET products"``).
+
+    Raises:
+        ResponseParseError: a value cannot be read exactly (the error names the record,
+            the field and the value), or the record is not a JSON object.
+    """
+    try:
+        return converter.structure(data, cls)
+    except UnreadableValueError as error:
+        raise ResponseParseError(
+            f"{source}: {error}; nothing was guessed. If the server really holds such "
+            "values, pass Client(lenient_values=True) to read them as None and keep the "
+            "raw value in the model's .extra",
+            status=200,
+            field=error.field,
+        ) from None
+    except ValueError as error:
+        raise ResponseParseError(f"{source}: {error}", status=200) from None
+
+
+def read_input(data: object, cls: type[M], *, what: str) -> M:
+    """The model of a record the caller gave (``what`` names it: ``"record 30"``).
+
+    Input is read as strictly as answers: what the library sends, it must be able to
+    read back.
+
+    Raises:
+        ValidationError: a field's value cannot be read (status 0: nothing was sent).
+    """
+    try:
+        return CONVERTER.structure(data, cls)
+    except UnreadableValueError as error:
+        raise ValidationError(
+            f"{what}: {error.field} = {_show(error.value)} {error.reason}; nothing was sent",
+            status=0,
+            errors={error.field: error.reason},
+        ) from None
+    except ValueError as error:
+        raise ValidationError(f"{what}: {error}; nothing was sent", status=0) from None

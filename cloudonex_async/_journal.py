@@ -162,7 +162,8 @@ class RedisJournal:
     """A job's journal in Redis: a hash of the last state per record, and the job's name.
 
     Args:
-        redis: a ``redis.asyncio.Redis`` client (not closed by the journal).
+        redis: a ``redis.asyncio.Redis`` client (not closed by the journal), with or
+            without ``decode_responses=True``.
         name: names this job's journal (for example ``"nightly-customers"``); a rerun
             passes the same name.
         prefix: the Redis key prefix.
@@ -189,13 +190,15 @@ class RedisJournal:
         """See :class:`Journal`."""
         header = {"format": FORMAT, **job}
         raw = await self._redis.hgetall(self.key)
-        if raw:
-            found = raw.get(b"job")
+        # Field names are bytes, or str from a client made with decode_responses=True.
+        fields = {k.decode() if isinstance(k, bytes) else str(k): v for k, v in raw.items()}
+        if fields:
+            found = fields.get("job")
             _check_job(json.loads(found) if found else None, header, self.key)
         else:
             await self._redis.hset(self.key, "job", json.dumps(header))
         self._loaded = True
-        return _last_states(value for field, value in raw.items() if field != b"job")
+        return _last_states(value for field, value in fields.items() if field != "job")
 
     async def write(self, entries: list[JournalEntry]) -> None:
         """See :class:`Journal`: one atomic HSET of every entry."""

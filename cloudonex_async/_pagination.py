@@ -1,7 +1,8 @@
 """Walking a paginated listing: lazily, with prefetch, and stopping exactly at the end.
 
 The end-of-listing rules live in ``_protocol`` (``read_page``, ``is_last_page``);
-this module schedules page fetches and hands out items in order.
+this module schedules page fetches, learns a server's real page size, and hands out
+items in order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 from ._protocol import (
     Envelope,
     JSONValue,
+    PageInfo,
     is_last_page,
     known_page_count,
     page_fingerprint,
@@ -42,11 +44,27 @@ class Page(Generic[T]):
     last: bool = False
 
 
+@attrs.define
+class ServedPageSize:
+    """The most records a page of one listing holds on its server, once learned.
+
+    A server may cap its page size silently (asked for 100, it serves 50). Once a walk
+    has shown the cap (a short page that was not the end), later walks ask for that
+    size, and totals are divided by it.
+    """
+
+    value: int | None = None
+
+
 class Paginator(Generic[T]):
     """An async iterator over every item of a listing, fetching pages as needed.
 
     ``async for item in paginator`` yields items; :meth:`pages` yields whole pages;
     :meth:`collect` returns a list. Every iteration is a fresh walk from page 1.
+
+    A walk ends only where the end is proven: an empty page, or the totals the server
+    sent. A page shorter than asked for is not the end by itself (servers cap their
+    page size silently): without totals, one more page is asked for.
 
     Args:
         fetch: sends the request for (page number, page size).
@@ -55,6 +73,8 @@ class Paginator(Generic[T]):
         limit: stop after this many items, without fetching any page more than needed.
         prefetch: pages fetched ahead while the caller works on the current one.
         concurrency: pages fetched at once once the server has said how many there are.
+        served: where the server's real page size is learned and remembered (shared by
+            the walks of one resource).
     """
 
     def __init__(
@@ -66,6 +86,7 @@ class Paginator(Generic[T]):
         limit: int | None = None,
         prefetch: int = 1,
         concurrency: int = 1,
+        served: ServedPageSize | None = None,
     ) -> None:
         if page_size < 1 or prefetch < 0 or concurrency < 1 or (limit is not None and limit < 0):
             raise ConfigurationError(
@@ -77,6 +98,7 @@ class Paginator(Generic[T]):
         self.limit = limit
         self.prefetch = prefetch
         self.concurrency = concurrency
+        self._served = served if served is not None else ServedPageSize()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
@@ -100,37 +122,28 @@ class Paginator(Generic[T]):
         """Yield the listing page by page."""
         if self.limit == 0:
             return
-        size = self.page_size
-        last_needed = -(-self.limit // size) if self.limit is not None else None
+        walk = _Walk(self.page_size, self.limit, self._served.value)
         tasks: dict[int, asyncio.Task[Envelope]] = {}
 
-        def start_through(last: int) -> None:
-            if last_needed is not None:
-                last = min(last, last_needed)
-            for number in range(1, last + 1):
-                if number not in tasks and number > done:
-                    tasks[number] = asyncio.ensure_future(self._fetch(number, size))
+        def start(numbers: range) -> None:
+            for number in numbers:
+                if number not in tasks:
+                    tasks[number] = asyncio.ensure_future(self._fetch(number, walk.size))
 
-        done = 0
-        total_pages: int | None = None
         # Every page seen, by a hash of its records (a few bytes a page, so a long walk
         # stays small): a server that cycles through pages, not only one that repeats
         # the last, is caught before it spends the budget.
         seen: dict[int, int] = {}
         try:
-            start_through(1)
             while True:
-                number = done + 1
-                start_through(number)
+                number = walk.done + 1
+                start(range(number, number + 1))
                 envelope = await tasks.pop(number)
-                done = number
                 info = read_page(envelope)
-                if total_pages is None:
-                    total_pages = known_page_count(info, size)
                 fingerprint = hash(page_fingerprint(info.items)) if info.items else None
                 repeated = seen.get(fingerprint) if fingerprint is not None else None
                 if repeated is not None:
-                    if number == 2 and total_pages is None:
+                    if number == 2 and walk.total_pages is None:
                         return  # no paging metadata: the server ignores paging entirely
                     raise PaginationError(
                         f"page {number} repeats page {repeated}: the server does not "
@@ -138,20 +151,19 @@ class Paginator(Generic[T]):
                     )
                 if fingerprint is not None:
                     seen[fingerprint] = number
-                last = is_last_page(info, number, size) or number == last_needed
+                last = walk.read(info)
+                if walk.learned is not None:
+                    self._served.value = walk.learned
                 if not last:
                     depth = self.prefetch
-                    if total_pages is not None and self.concurrency > 1:
+                    if walk.total_pages is not None and self.concurrency > 1:
                         depth = max(depth, self.concurrency)
-                    horizon = number + depth
-                    if total_pages is not None:
-                        horizon = min(horizon, total_pages)
-                    start_through(horizon)
+                    start(walk.ahead(depth))
                 yield Page(
                     items=[self._convert(raw) for raw in info.items],
                     number=number,
                     total_records=info.total_records,
-                    total_pages=total_pages,
+                    total_pages=walk.total_pages,
                     last=last,
                 )
                 if last:
@@ -160,3 +172,50 @@ class Paginator(Generic[T]):
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+class _Walk:
+    """Where one walk through a listing stands: what to ask for, and whether it is over.
+
+    Pure bookkeeping (no I/O): :meth:`read` takes each page in order.
+    """
+
+    def __init__(self, asked: int, limit: int | None, learned: int | None) -> None:
+        self.limit = limit
+        # A cap learned by an earlier walk: ask for no more than the server serves.
+        self.size = min(asked, learned) if learned else asked
+        self.done = 0  # pages read
+        self.items = 0  # records read
+        self.total_pages: int | None = None
+        self.learned: int | None = None  # a cap this walk has shown, to remember
+        self._short_first: int | None = None
+
+    def read(self, info: PageInfo) -> bool:
+        """Take the next page; return whether the listing (or the limit) ends with it."""
+        count = len(info.items)
+        number = self.done + 1
+        last = is_last_page(info, number, seen=self.items)
+        if number == 1 and 0 < count < self.size and not last:
+            # Shorter than asked, yet not the end (or not proven to be): the server may
+            # cap its pages. Page 2 on asks for what page 1 held, so that both ways a
+            # server may count its offsets give the same records.
+            self._short_first = count
+            if info.total_records is not None:
+                self.learned = count  # the totals say more records follow: a cap
+            self.size = count
+        elif number == 2 and self._short_first is not None and count > 0:
+            self.learned = self._short_first  # page 1 was short, yet more followed: a cap
+        if self.total_pages is None:
+            self.total_pages = known_page_count(info, self.size)
+        self.done = number
+        self.items += count
+        return last or (self.limit is not None and self.items >= self.limit)
+
+    def ahead(self, depth: int) -> range:
+        """The page numbers to have in flight after the current one."""
+        horizon = self.done + depth
+        if self.total_pages is not None:
+            horizon = min(horizon, self.total_pages)
+        if self.limit is not None:
+            horizon = min(horizon, self.done + -(-(self.limit - self.items) // self.size))
+        return range(self.done + 1, horizon + 1)

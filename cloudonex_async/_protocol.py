@@ -66,6 +66,8 @@ DEFAULT_HORIZON = 7200.0
 MAX_BUDGET = 10**9
 MAX_PAGES = 10**6
 MAX_RECORDS = 10**9
+#: The largest record id: MySQL's BIGINT UNSIGNED.
+MAX_ID = 2**64 - 1
 # Server-quoted text kept in error messages: enough to read, never a whole page.
 MAX_MESSAGE_CHARS = 500
 MAX_FIELD_ERRORS = 50
@@ -714,9 +716,9 @@ def created_id(data: object, keys: Sequence[str] = ("id",)) -> int | None:
         return None
     for key in keys:
         value = data.get(key)
-        if isinstance(value, str) and value.strip().isascii() and len(value.strip()) <= 19:
+        if isinstance(value, str) and value.strip().isascii() and len(value.strip()) <= 20:
             value = int(value) if _ID_PATTERN.fullmatch(value.strip()) else None
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
             return value
     return None
 
@@ -1082,7 +1084,11 @@ def _int_of(meta: Mapping[str, JSONValue], *names: str, bound: int) -> int | Non
 
 
 def known_page_count(info: PageInfo, page_size: int) -> int | None:
-    """Return how many pages the listing has, if the server said so."""
+    """Return how many pages the listing has, if the server said so.
+
+    ``page_size`` is the number of records a page really holds (what the server
+    served, which a silent cap can make smaller than what was asked for).
+    """
     if info.total_pages is not None:
         return info.total_pages
     if info.total_records is not None:
@@ -1090,19 +1096,23 @@ def known_page_count(info: PageInfo, page_size: int) -> int | None:
     return None
 
 
-def is_last_page(info: PageInfo, page: int, page_size: int) -> bool:
-    """Decide whether ``page`` (1-based) ends the listing."""
+def is_last_page(info: PageInfo, page: int, *, seen: int = 0) -> bool:
+    """Decide whether ``page`` (1-based) proves that the listing ends with it.
+
+    ``seen`` counts the records of the pages before it. The end is proven by an empty
+    page, a "no next page" link, or the totals the server sent (``total_records``
+    reached, else ``total_pages``). A page shorter than asked for proves nothing:
+    servers cap their page size silently, so without totals the walk goes on until
+    a page comes back empty.
+    """
     count = len(info.items)
     if count == 0 or info.has_next is False:
         return True
-    if count > page_size:  # the server ignored paging and sent everything at once
-        return True
-    total = known_page_count(info, page_size)
-    if total is not None:
-        return page >= total
-    if info.has_next is True:
-        return False
-    return count < page_size
+    if info.total_records is not None:
+        return seen + count >= info.total_records
+    if info.total_pages is not None:
+        return page >= info.total_pages
+    return False
 
 
 def page_fingerprint(items: Sequence[JSONValue]) -> tuple[str, ...]:

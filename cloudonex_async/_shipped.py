@@ -10,6 +10,7 @@ the other, keeping every column it does not map in ``extra``.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -176,3 +177,59 @@ def hide_secrets(row: Mapping[str, object]) -> dict[str, object]:
         k: Secret(v) if isinstance(v, str) and _SECRET_COLUMN.search(k) else v
         for k, v in row.items()
     }
+
+
+# -- text through the sanitizer ------------------------------------------------------------
+#
+# Shipped code reads customer and user form fields through an HTML sanitizer
+# (HTMLPurifier) and trim() before storing them: text is stored HTML-escaped
+# ("Müller & Söhne" as "Müller &amp; Söhne", "5 > 3" as "5 &gt; 3"), markup it allows
+# is kept ("<b>x</b>"), unknown tags are removed for good ("<GmbH>"), and script and
+# style elements go with their content. Quotes and non-ASCII letters are kept. Invoice
+# item fields are read another way and stored exactly as sent.
+
+_ALLOWED_TAGS: Final = frozenset(
+    "a abbr acronym address b bdo big blockquote br caption center cite code col colgroup "
+    "dd del dfn dir div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li menu ol p pre "
+    "q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul "
+    "var".split()
+)
+_HIDDEN_ELEMENTS: Final = re.compile(
+    r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL
+)
+_COMMENT: Final = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_TAG: Final = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)\b([^<>]*)>")
+
+
+def sanitize_text(text: str) -> str:
+    """Return ``text`` as shipped code stores it: sanitized, escaped and trimmed."""
+    text = _COMMENT.sub("", _HIDDEN_ELEMENTS.sub("", text))
+    out: list[str] = []
+    position = 0
+    for tag in _TAG.finditer(text):
+        out.append(_escape(text[position : tag.start()]))
+        if tag.group(2).lower() in _ALLOWED_TAGS:
+            out.append(f"<{tag.group(1)}{tag.group(2).lower()}{tag.group(3)}>")
+        position = tag.end()
+    out.append(_escape(text[position:]))
+    return "".join(out).strip()
+
+
+def _escape(text: str) -> str:
+    # Entities already in the text are read first, as the sanitizer's parser does.
+    plain = html.unescape(text)
+    return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape_text(text: str) -> str:
+    """Undo the escaping of stored text: the text as it was sent (markup kept)."""
+    return html.unescape(text) if "&" in text else text
+
+
+def as_stored_text(text: str) -> str:
+    """``text`` as a shipped server will answer it once stored, then unescaped.
+
+    What a sync compares with the remote record: equal to ``text`` unless the sanitizer
+    removes something for good (unknown tags, scripts, surrounding blanks).
+    """
+    return unescape_text(sanitize_text(text))

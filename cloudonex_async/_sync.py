@@ -18,18 +18,27 @@ A sync is idempotent by key: run again, it finds what the last run did and does 
 what is left. A ``journal=`` makes that cheaper (records already settled are skipped)
 and safe across a kill: a record whose request was sent when the process died is found
 by its key, never sent blind.
+
+A record is "not on the server" only after a walk of the listing that is proven
+complete (see :mod:`cloudonex_async._pagination`), or a lookup of its key. An input
+record that cannot be synced (not a mapping, no key, a value that cannot be sent) fails
+alone; a raising ``on_progress`` or ``on_plan`` hook, or a failing journal, ends the
+sync with its error, and its lookups and writes with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -54,14 +63,21 @@ from ._outcomes import (
     SyncStatus,
 )
 from ._pagination import Page
-from .errors import CloudOnexError, ConfigurationError, OutcomeUnknownError
+from .errors import CloudOnexError, ConfigurationError, OutcomeUnknownError, ValidationError
 from .models import Model
+
+if sys.version_info >= (3, 11):
+    from asyncio import TaskGroup
+else:  # pragma: no cover - the backport, on 3.10
+    from taskgroup import TaskGroup
 
 M = TypeVar("M", bound=Model)
 Strategy = Literal["auto", "scan", "lookup"]
 KeyOf = str | Callable[[object], object]
 Normalize = Callable[[object], object]
 ProgressHook = Callable[[BulkProgress], object]
+PlanHook = Callable[[SyncPlan], object]
+OnSend = Callable[[], Awaitable[None]]
 
 
 def default_normalize(value: object) -> object:
@@ -84,13 +100,15 @@ class SyncSource(Protocol[M]):
     path: str
     model: type[M]
 
-    def _payload(self, data: Mapping[str, object] | Model) -> dict[str, object]: ...
+    def _checked_payload(self, data: object, what: str) -> dict[str, object]: ...
 
-    def _to_model(self, data: object) -> M: ...
+    def _as_stored(self, payload: Mapping[str, object], what: str) -> M: ...
 
-    def _scan(self, page_size: int) -> AsyncGenerator[Page[M], None]: ...
+    def _scan(self, page_size: int, on_send: OnSend) -> AsyncGenerator[Page[M], None]: ...
 
-    async def _lookup(self, field: str, value: object, page_size: int) -> list[M]: ...
+    async def _lookup(
+        self, field: str, value: object, page_size: int, on_send: OnSend
+    ) -> list[M]: ...
 
 
 @attrs.define
@@ -156,16 +174,23 @@ def same(mine: object, theirs: object) -> bool:
 def changed_fields(
     mine: Model, theirs: Model, payload: Mapping[str, object], fields: Sequence[str]
 ) -> dict[str, object]:
-    """The fields to send to make ``theirs`` hold what ``mine`` does: only what differs."""
+    """The fields to send to make ``theirs`` hold what ``mine`` does: only what differs.
+
+    ``mine`` is the input as the server will hold it; a remote value the client could
+    not read (kept raw in ``extra`` by a lenient client) is compared raw, so it never
+    passes for "no change".
+    """
     known = attrs.fields_dict(type(mine))
     changes: dict[str, object] = {}
     for field in fields:
         if field not in payload:
             continue
-        if field in known:
+        if field in known and not (getattr(theirs, field) is None and field in theirs.extra):
             differs = not same(getattr(mine, field), getattr(theirs, field))
+        elif field in known:
+            differs = not same(payload[field], theirs.extra[field])
         else:
-            differs = not same(payload[field], theirs.extra.get(field))
+            differs = not same(mine.extra.get(field, payload[field]), theirs.extra.get(field))
         if differs:
             changes[field] = payload[field]
     return changes
@@ -212,7 +237,9 @@ class SyncJob(Generic[M]):
     batch_possible: bool = True  # False where the server has no batch path
     page_size: int = 100
     on_progress: ProgressHook | None = None
+    on_plan: PlanHook | None = None
     requests: int = attrs.field(default=0, init=False)
+    _count: int = attrs.field(default=0, init=False)  # input records, bad ones included
     _journal: Journal | None = attrs.field(default=None, init=False)
     _eta: float | None = attrs.field(default=None, init=False)
     _inputs: list[_Input] = attrs.field(factory=list, init=False)
@@ -261,26 +288,35 @@ class SyncJob(Generic[M]):
         return changes, deletions
 
     async def _read_input(self) -> None:
-        index = 0
+        """Read every input record; one that cannot be synced fails alone, with the reason."""
         async for record in each(self.records):
-            if not isinstance(record, (Mapping, Model)):
-                raise ConfigurationError(
-                    f"sync takes mappings or models, got {type(record).__name__} at {index}"
-                )
-            payload = self.source._payload(record)
-            payload.pop("id", None)
-            raw_key = self.key(record) if callable(self.key) else value_of(record, self.key)
-            self._inputs.append(
-                _Input(
-                    index,
-                    raw_key,
-                    self.normalize(raw_key),
-                    payload,
-                    self.source._to_model(payload),
-                    _digest(raw_key, payload),
-                )
-            )
-            index += 1
+            index, self._count = self._count, self._count + 1
+            try:
+                self._inputs.append(self._input(index, record))
+            except ValidationError as error:
+                self._outcomes[index] = SyncOutcome(index, "failed", error=error)
+
+    def _input(self, index: int, record: object) -> _Input:
+        what = f"input record {index}"
+        payload = self.source._checked_payload(record, what)
+        payload.pop("id", None)
+        stored = self.source._as_stored(payload, what)
+        if callable(self.key):
+            try:
+                raw_key = compared = self.key(record)
+            except Exception as error:
+                raise ValidationError(
+                    f"{what}: key= raised {type(error).__name__}: {error}; it was not synced",
+                    status=0,
+                    errors={"key": str(error) or type(error).__name__},
+                ) from error
+        else:
+            raw_key = compared = value_of(record, self.key)
+            if isinstance(raw_key, str) and self.key in payload:
+                compared = value_of(stored, self.key)  # as the server will hold it
+        return _Input(
+            index, raw_key, self.normalize(compared), payload, stored, _digest(raw_key, payload)
+        )
 
     def _settle(self, previous: Mapping[int, JournalEntry]) -> list[_Input]:
         """Outcomes that need no request: no key, a key used twice, settled before."""
@@ -313,9 +349,8 @@ class SyncJob(Generic[M]):
         """Fill ``_remote`` for the pending keys: by a scan, or a lookup per key."""
         if not pending and not self.delete_missing:
             return
-        pages = self.source._scan(self.page_size)
+        pages = self.source._scan(self.page_size, self._count_request)
         first = await anext(pages, None)
-        self.requests += 1
         if first is not None:
             self._index(first.items)
         complete = first is None or first.last
@@ -331,12 +366,12 @@ class SyncJob(Generic[M]):
             )
         self._chosen = choose
         if choose == "scan":
-            if not complete:
-                async for page in pages:
-                    self.requests += 1
-                    self._index(page.items)
-            else:
-                await pages.aclose()
+            # The walk ends only where its end is proven (an empty page or the totals),
+            # so a key not found in it is not on the server.
+            async with contextlib.aclosing(pages):
+                if not complete:
+                    async for page in pages:
+                        self._index(page.items)
             return
         await pages.aclose()
         lanes = asyncio.Semaphore(self.concurrency)
@@ -349,16 +384,22 @@ class SyncJob(Generic[M]):
                     if model not in self._remote[item.norm]:
                         self._remote[item.norm].append(model)
 
-        await asyncio.gather(*(look_up(item) for item in missing))
+        async with TaskGroup() as group:
+            for item in missing:
+                group.create_task(look_up(item))
+
+    async def _count_request(self) -> None:
+        """Counts every request the sync's reads send (the client calls it per attempt)."""
+        self.requests += 1
 
     def _scan_cost(self, first: Page[M] | None) -> int:
         """Requests a scan still costs after its first page."""
         if first is None or first.last:
             return 0
-        if first.total_pages is not None:
+        if first.total_pages is not None:  # counted with the page size really served
             return first.total_pages - 1
         if first.total_records is not None:
-            return max(1, math.ceil(first.total_records / self.page_size)) - 1
+            return max(1, math.ceil(first.total_records / len(first.items))) - 1
         return 10**9  # no totals: assume a long listing, and look keys up instead
 
     async def _look_up(self, item: _Input) -> list[M]:
@@ -369,8 +410,10 @@ class SyncJob(Generic[M]):
             values.append(norm)  # servers filter exactly: ask for the normal form too
         found: list[M] = []
         for value in values:
-            self.requests += 1
-            for model in await self.source._lookup(self.remote_key, value, self.page_size):
+            found_now = await self.source._lookup(
+                self.remote_key, value, self.page_size, self._count_request
+            )
+            for model in found_now:
                 if self.normalize(self._remote_key_of(model)) == norm and model not in found:
                     found.append(model)
         return found
@@ -436,7 +479,7 @@ class SyncJob(Generic[M]):
         if updates:
             await self._update(updates, by_index)
         removed = await self._delete(deletions) if deletions else []
-        outcomes = [self._outcomes[item.index] for item in self._inputs]
+        outcomes = [self._outcomes[index] for index in range(self._count)]
         return SyncResult(outcomes, removed, self._chosen, self.requests)
 
     async def _create(self, items: list[_Input]) -> None:
@@ -458,11 +501,13 @@ class SyncJob(Generic[M]):
             reconcile=by_key,
             on_progress=self._keep_eta,
         )
-        async for outcome in job:
-            item = items[outcome.index]
-            self._outcomes[item.index] = self._from_bulk(item, outcome, item.payload)
-            self._report()
-        self.requests += job.requests
+        try:
+            async for outcome in job:
+                item = items[outcome.index]
+                self._outcomes[item.index] = self._from_bulk(item, outcome, item.payload)
+                self._report()
+        finally:
+            self.requests += job.requests
 
     def _view(self, items: Sequence[_Input]) -> _JournalView | None:
         return None if self._journal is None else _JournalView(self._journal, items)
@@ -478,13 +523,15 @@ class SyncJob(Generic[M]):
             on_progress=self._keep_eta,
         )
         unknown: list[tuple[_Input, PlannedChange]] = []
-        async for outcome in job:
-            item, change = items[outcome.index], changes[outcome.index]
-            if outcome.status == "unknown":
-                unknown.append((item, change))
-            self._outcomes[item.index] = self._from_bulk(item, outcome, change.changes)
-            self._report()
-        self.requests += job.requests
+        try:
+            async for outcome in job:
+                item, change = items[outcome.index], changes[outcome.index]
+                if outcome.status == "unknown":
+                    unknown.append((item, change))
+                self._outcomes[item.index] = self._from_bulk(item, outcome, change.changes)
+                self._report()
+        finally:
+            self.requests += job.requests
         for item, change in unknown:  # an answer was lost: see what the server holds
             await self._settle_update(item, change)
 
@@ -515,12 +562,14 @@ class SyncJob(Generic[M]):
             concurrency=self.concurrency,
         )
         done: dict[int, Deletion] = {}
-        async for outcome in job:
-            remote = allowed[outcome.index]
-            status: Literal["deleted", "failed"] = "deleted" if outcome.ok else "failed"
-            key = _text(self._remote_key_of(remote))
-            done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
-        self.requests += job.requests
+        try:
+            async for outcome in job:
+                remote = allowed[outcome.index]
+                status: Literal["deleted", "failed"] = "deleted" if outcome.ok else "failed"
+                key = _text(self._remote_key_of(remote))
+                done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
+        finally:
+            self.requests += job.requests
         return [done[n] for n in sorted(done)] + skipped
 
     def _from_bulk(
@@ -555,7 +604,7 @@ class SyncJob(Generic[M]):
         self.on_progress(
             BulkProgress(
                 done=len(self._outcomes),
-                total=len(self._inputs),
+                total=self._count,
                 eta_seconds=self._eta,
                 budget_remaining=self.budget.rate_limit.remaining,
                 **counts,
@@ -568,29 +617,41 @@ def _text(value: object) -> str | None:
 
 
 async def run_sync(job: SyncJob[M], *, dry_run: bool) -> SyncResult[M] | SyncPlan:
-    """Plan ``job`` and, unless ``dry_run``, carry it out."""
+    """Plan ``job`` and, unless ``dry_run``, carry it out.
+
+    ``job.on_plan`` is called with the plan before the first write; if it raises,
+    nothing is written and the sync ends with its error.
+    """
     changes, deletions = await job.plan()
-    if dry_run:
-        counted = {a: sum(1 for c in changes if c.action == a) for a in
-                   ("create", "update", "unchanged", "delete", "failed")}  # fmt: skip
-        requests = job.estimate(changes)
-        status = job.budget.rate_limit
-        eta = estimate_eta(
-            max(0, requests - job.requests), status, now=job.budget.clock.time(), rate=None
-        )
-        return SyncPlan(
-            strategy=job.chosen_strategy,
-            creates=counted["create"],
-            updates=counted["update"],
-            unchanged=counted["unchanged"],
-            deletes=counted["delete"],
-            failed=job.failed_in_plan,
-            requests=requests,
-            requests_spent=job.requests,
-            eta_seconds=eta,
-            changes=changes,
-        )
+    if dry_run or job.on_plan is not None:
+        plan = _summarize(job, changes)
+        if dry_run:
+            return plan
+        assert job.on_plan is not None
+        job.on_plan(plan)
     return await job.run(changes, deletions)
+
+
+def _summarize(job: SyncJob[M], changes: list[PlannedChange]) -> SyncPlan:
+    counted = {a: sum(1 for c in changes if c.action == a) for a in
+               ("create", "update", "unchanged", "delete", "failed")}  # fmt: skip
+    requests = job.estimate(changes)
+    status = job.budget.rate_limit
+    eta = estimate_eta(
+        max(0, requests - job.requests), status, now=job.budget.clock.time(), rate=None
+    )
+    return SyncPlan(
+        strategy=job.chosen_strategy,
+        creates=counted["create"],
+        updates=counted["update"],
+        unchanged=counted["unchanged"],
+        deletes=counted["delete"],
+        failed=job.failed_in_plan,
+        requests=requests,
+        requests_spent=job.requests,
+        eta_seconds=eta,
+        changes=changes,
+    )
 
 
 __all__ = ["SyncJob", "default_normalize", "run_sync"]

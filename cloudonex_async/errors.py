@@ -221,19 +221,30 @@ class ServerError(APIError):
 
 
 class ResponseParseError(CloudOnexError):
-    """The answer was not the JSON the API promises (an HTML error page, an empty or cut body).
+    """The answer was not what the API promises: not JSON (an HTML error page, an empty or
+    cut body), not the shape asked for, or a record holding a value that cannot be read
+    exactly (``field`` names it; ``Client(lenient_values=True)`` keeps such values in the
+    model's ``extra`` instead).
 
     ``status`` is the HTTP status and ``body_excerpt`` the first ~200 characters.
     """
 
     def __init__(
-        self, message: str, *, status: int, body_excerpt: str = "", method: str = "", url: str = ""
+        self,
+        message: str,
+        *,
+        status: int,
+        body_excerpt: str = "",
+        method: str = "",
+        url: str = "",
+        field: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body_excerpt = body_excerpt
         self.method = method
         self.url = url
+        self.field = field
 
 
 class UnsupportedError(CloudOnexError):

@@ -29,11 +29,13 @@ def pages_requested(sandbox: SandboxServer) -> list[int]:
     [
         ("meta", 250, [1, 2, 3]),  # metadata says three pages
         ("meta", 200, [1, 2]),  # ... and no empty page is fetched after a full last page
-        ("plain", 250, [1, 2, 3]),  # no metadata: the short third page ends it
-        ("plain", 200, [1, 2, 3]),  # no metadata, full pages: an empty page ends it
+        ("total_records", 250, [1, 2, 3]),  # the record count alone says it too
+        # No metadata: a short page may be a silent cap, so only an empty page ends it.
+        ("plain", 250, [1, 2, 3, 4]),
+        ("plain", 200, [1, 2, 3]),
         ("plain", 0, [1]),  # empty listing
-        ("ignore", 250, [1]),  # the server sends everything at once: more than a page
-        ("ignore", 100, [1, 2]),  # ... exactly a page: the repeat of it ends the walk
+        ("ignore", 250, [1, 2]),  # everything at once, then again: the repeat ends it
+        ("ignore", 100, [1, 2]),
     ],
 )
 async def test_end_conditions(

@@ -510,22 +510,27 @@ def page(items: int, **meta: object) -> PageInfo:
 
 
 @pytest.mark.parametrize(
-    ("info", "number", "last"),
+    ("info", "number", "seen", "last"),
     [
-        (page(0), 1, True),  # empty
-        (page(5), 1, True),  # short
-        (page(10), 1, False),  # full, no metadata
-        (page(10, meta={"current_page": 1, "total_pages": 2, "total_records": 20}), 1, False),
-        (page(10, meta={"current_page": 2, "total_pages": 2, "total_records": 20}), 2, True),
-        (page(10, total=20), 2, True),
-        (page(10, last_page=3), 2, False),
-        (page(10, links={"next": None}), 1, True),
-        (page(10, next_page_url="https://x/?page=2"), 1, False),
-        (page(25), 1, True),  # more than asked for: the server ignored paging
+        (page(0), 1, 0, True),  # empty
+        (page(5), 1, 0, False),  # short, without totals: maybe a silent cap, not proof
+        (page(10), 1, 0, False),  # full, no metadata
+        (page(25), 1, 0, False),  # more than asked for: proves nothing either
+        (page(10, meta={"current_page": 1, "total_pages": 2, "total_records": 20}), 1, 0, False),
+        (page(10, meta={"current_page": 2, "total_pages": 2, "total_records": 20}), 2, 10, True),
+        (page(10, total=20), 2, 10, True),
+        (page(5, total=20), 2, 5, False),  # a capped page: the count says 10 more
+        (page(5, total=20, last_page=2), 2, 5, False),  # the record count wins over pages
+        (page(10, last_page=3), 2, 10, False),
+        (page(10, last_page=3), 3, 20, True),
+        (page(10, links={"next": None}), 1, 0, True),
+        (page(10, next_page_url="https://x/?page=2"), 1, 0, False),
     ],
 )
-def test_end_of_listing(info: PageInfo, number: int, last: bool) -> None:
-    assert is_last_page(info, number, page_size=10) is last
+def test_end_of_listing_is_proven_by_an_empty_page_or_the_totals(
+    info: PageInfo, number: int, seen: int, last: bool
+) -> None:
+    assert is_last_page(info, number, seen=seen) is last
 
 
 def test_paginator_object_inside_data_is_read() -> None:

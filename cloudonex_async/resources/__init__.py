@@ -38,6 +38,7 @@ class Customers(Resource[Customer]):
     item = "customer"
     model = Customer
     created_keys = ("id", "contact_id")
+    shipped_sanitizes_text = True
 
 
 class Invoices(Resource[Invoice]):
@@ -181,8 +182,10 @@ class Users(Resource[User]):
     model = User
     operations: frozenset[Operation] = frozenset({"list", "get", "create"})
     created_keys = ("id", "user_id")
+    shipped_sanitizes_text = True
 
     def _from_wire(self, data: object) -> object:
+        data = super()._from_wire(data)
         if isinstance(data, dict):
             return hide_secrets(data)
         return data

@@ -12,7 +12,7 @@ from typing import Protocol, TypeVar
 
 from .._budget import Priority
 from .._clock import Clock
-from .._config import UNSET, _Unset
+from .._config import UNSET, ClientConfig, _Unset
 from .._profile import ServerProfile
 from .._protocol import Envelope, JSONValue
 from .._ratelimit import RateLimitStatus
@@ -26,6 +26,10 @@ class ClientAPI(Protocol):
     """What a resource needs of a client: calls, the server's profile, the budget, time."""
 
     clock: Clock
+
+    @property
+    def config(self) -> ClientConfig:
+        """The client's settings."""
 
     @property
     def rate_limit(self) -> RateLimitStatus:
@@ -60,6 +64,8 @@ class Endpoint(Protocol[M]):
     def _to_model(self, data: object) -> M: ...
 
     def _payload(self, data: Mapping[str, object] | Model) -> dict[str, object]: ...
+
+    def _checked_payload(self, data: object, what: str) -> dict[str, object]: ...
 
     async def _create(
         self,

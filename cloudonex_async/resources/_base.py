@@ -16,19 +16,22 @@ from collections.abc import (
 )
 from typing import Any, Generic, Literal, TypeVar, overload
 
+import attrs
+
 from .._bulk import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BULK_CONCURRENCY,
     BulkJob,
     OnSend,
 )
-from .._convert import CONVERTER
+from .._convert import converter_for, read_input, read_record
 from .._journal import Journal
 from .._outcomes import BulkProgress, BulkResult, Outcome, SyncPlan, SyncResult
-from .._pagination import DEFAULT_PAGE_SIZE, Page, Paginator
+from .._pagination import DEFAULT_PAGE_SIZE, Page, Paginator, ServedPageSize
 from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
+from .._shipped import as_stored_text, unescape_text
 from .._sync import Normalize, Strategy, SyncJob, default_normalize, run_sync
 from ..errors import (
     BulkError,
@@ -37,6 +40,7 @@ from ..errors import (
     ResponseParseError,
     SyncError,
     UnsupportedError,
+    ValidationError,
 )
 from ..models import Model
 from ._api import ClientAPI
@@ -79,11 +83,18 @@ class Resource(Generic[M]):
     created_keys: tuple[str, ...] = ("id",)
     #: Set where shipped 4.x code answers this resource wrongly: the reason.
     shipped_unsupported: str | None = None
+    #: Whether shipped 4.x code passes this resource's text through its HTML sanitizer
+    #: (it stores ``Müller & Söhne`` as ``Müller &amp; Söhne``).
+    shipped_sanitizes_text: bool = False
 
     def __init__(self, client: ClientAPI) -> None:
         self._client = client
         # Whether the server has POST batch/<path> (None: not known yet); per client.
         self._batch: bool | None = None
+        self._converter = converter_for(lenient=client.config.lenient_values)
+        # The server's profile, from the first call on (every call asks ``_ready``).
+        self._profile: ServerProfile | None = None
+        self._served = ServedPageSize()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} /api/v2/{self.path}>"
@@ -108,11 +119,13 @@ class Resource(Generic[M]):
         back (one more request) so the model shows what the server stored.
 
         Raises:
-            ValidationError: the server rejected a field (see ``.errors``).
+            ValidationError: the server rejected a field (see ``.errors``), or a value
+                could not be read back (``status`` 0: nothing was sent).
             OutcomeUnknownError: the request was sent but the answer was lost.
             UnsupportedError: this server cannot create these records.
         """
-        return await self._create(self._payload(data), priority=priority, read_back=True)
+        payload = self._checked_payload(data, "the record")
+        return await self._create(payload, priority=priority, read_back=True)
 
     async def update(
         self, record_id: int | str, data: RecordInput, *, priority: Priority = "interactive"
@@ -122,10 +135,13 @@ class Resource(Generic[M]):
         A model sends every field it holds, including unknown ones kept in ``extra``.
 
         Raises:
+            ValidationError: the server rejected a field, or a value could not be read
+                back (``status`` 0: nothing was sent).
             UnsupportedError: this server does not update these records (shipped 4.x
                 code accepts customer updates and does nothing).
         """
-        return await self._update(record_id, self._payload(data), priority=priority, read_back=True)
+        payload = self._checked_payload(data, "the changes")
+        return await self._update(record_id, payload, priority=priority, read_back=True)
 
     async def delete(self, record_id: int | str, *, priority: Priority = "interactive") -> None:
         """Delete a record.
@@ -167,16 +183,23 @@ class Resource(Generic[M]):
         prefetch: int,
         concurrency: int,
         priority: Priority,
+        on_send: OnSend | None = None,
     ) -> Paginator[M]:
         async def fetch(page: int, size: int) -> Envelope:
             profile = await self._ready("list")
             if not profile.paged:
-                # Shipped code answers every record at once: the first answer is all.
+                # Shipped code answers every record at once: the first answer is the
+                # listing's one page, and says so to the paginator.
                 if page > 1:
                     return Envelope([])
-                return await self._client.call("GET", self.path, params=params, priority=priority)
+                answer = await self._client.call(
+                    "GET", self.path, params=params, priority=priority, on_send=on_send
+                )
+                return attrs.evolve(answer, top={**answer.top, "meta": {"total_pages": 1}})
             query = {**params, "page": page, "limit": size}
-            return await self._client.call("GET", self.path, params=query, priority=priority)
+            return await self._client.call(
+                "GET", self.path, params=query, priority=priority, on_send=on_send
+            )
 
         return Paginator(
             fetch,
@@ -185,6 +208,7 @@ class Resource(Generic[M]):
             limit=limit,
             prefetch=prefetch,
             concurrency=concurrency,
+            served=self._served,
         )
 
     # -- bulk ---------------------------------------------------------------------------
@@ -325,6 +349,7 @@ class Resource(Generic[M]):
         page_size: int = ...,
         raise_on_error: bool = ...,
         on_progress: Callable[[BulkProgress], object] | None = ...,
+        on_plan: Callable[[SyncPlan], object] | None = ...,
     ) -> SyncPlan: ...
 
     @overload
@@ -346,6 +371,7 @@ class Resource(Generic[M]):
         page_size: int = ...,
         raise_on_error: bool = ...,
         on_progress: Callable[[BulkProgress], object] | None = ...,
+        on_plan: Callable[[SyncPlan], object] | None = ...,
     ) -> SyncResult[M]: ...
 
     async def sync(
@@ -366,6 +392,7 @@ class Resource(Generic[M]):
         page_size: int = DEFAULT_PAGE_SIZE,
         raise_on_error: bool = False,
         on_progress: Callable[[BulkProgress], object] | None = None,
+        on_plan: Callable[[SyncPlan], object] | None = None,
     ) -> SyncResult[M] | SyncPlan:
         """Make this resource hold ``records``: create what is new, update what changed.
 
@@ -395,11 +422,19 @@ class Resource(Generic[M]):
             concurrency, batch_size: as for :meth:`bulk_create_iter`.
             page_size: records per listing page, for the scan.
             raise_on_error: raise SyncError if a record failed or is unknown.
-            on_progress: called with a BulkProgress as records are settled.
+            on_progress: called with a BulkProgress as records are settled. If it
+                raises, the sync stops and raises that error (what was written stays
+                written, and journaled).
+            on_plan: called once with the :class:`SyncPlan` before the first write, so
+                the plan can be shown without paying for a second read of the server;
+                raise from it to stop before anything is written.
+
+        An input record that cannot be synced (not a mapping, no key, a value that
+        cannot be sent and read back) fails alone, with a ValidationError naming it.
 
         Raises:
-            ConfigurationError: ``delete_missing`` without ``max_deletes``, a key
-                function without ``remote_key``, or an input that is not records.
+            ConfigurationError: ``delete_missing`` without ``max_deletes``, or a key
+                function without ``remote_key``.
             SyncError: ``raise_on_error=True`` and some records failed or are unknown.
         """
         if remote_key is None:
@@ -409,6 +444,7 @@ class Resource(Generic[M]):
                     "holds the key"
                 )
             remote_key = key
+        self._profile = profile = await self._client.server_profile()
         job: SyncJob[M] = SyncJob(
             source=self,
             budget=self._client,
@@ -426,10 +462,10 @@ class Resource(Generic[M]):
             journal=journal,
             concurrency=concurrency,
             batch_size=batch_size,
-            batch_possible=self._batch is not False
-            and (await self._client.server_profile()).batch is not False,
+            batch_possible=self._batch is not False and profile.batch is not False,
             page_size=page_size,
             on_progress=on_progress,
+            on_plan=on_plan,
         )
         outcome = await run_sync(job, dry_run=dry_run)
         if isinstance(outcome, SyncResult) and raise_on_error:
@@ -437,13 +473,16 @@ class Resource(Generic[M]):
                 raise SyncError(outcome)  # type: ignore[arg-type]
         return outcome
 
-    def _scan(self, page_size: int) -> AsyncGenerator[Page[M], None]:
+    def _scan(self, page_size: int, on_send: OnSend) -> AsyncGenerator[Page[M], None]:
         """Walk the whole listing at bulk priority, one page at a time (for sync)."""
-        return self._paginator({}, page_size, None, 0, 1, "bulk").pages()
+        return self._paginator({}, page_size, None, 0, 1, "bulk", on_send).pages()
 
-    async def _lookup(self, field: str, value: object, page_size: int) -> builtins.list[M]:
+    async def _lookup(
+        self, field: str, value: object, page_size: int, on_send: OnSend
+    ) -> builtins.list[M]:
         """The records whose ``field`` equals ``value``: one filtered listing (for sync)."""
-        return await self._paginator({field: value}, page_size, None, 0, 1, "bulk").collect()
+        listing = self._paginator({field: value}, page_size, None, 0, 1, "bulk", on_send)
+        return await listing.collect()
 
     # -- the request path's pieces ----------------------------------------------------
 
@@ -466,6 +505,7 @@ class Resource(Generic[M]):
                 operation=operation,
                 profile=profile.name,
             )
+        self._profile = profile
         return profile
 
     def _item_path(self, profile: ServerProfile, record_id: int | str | None = None) -> str:
@@ -473,8 +513,18 @@ class Resource(Generic[M]):
         return base if record_id is None else f"{base}/{format_id(record_id)}"
 
     def _from_wire(self, data: object) -> object:
-        """Map a record as the server sent it onto the model's field names."""
+        """Map a record as the server sent it onto the model's field names.
+
+        On shipped servers, text that their HTML sanitizer escaped is unescaped, so the
+        model holds it as it was sent (``Müller & Söhne``, not ``Müller &amp; Söhne``).
+        """
+        if self._sanitized() and isinstance(data, Mapping):
+            return {k: unescape_text(v) if isinstance(v, str) else v for k, v in data.items()}
         return data
+
+    def _sanitized(self) -> bool:
+        profile = self._profile
+        return self.shipped_sanitizes_text and profile is not None and profile.shipped
 
     def _to_wire(
         self, profile: ServerProfile, payload: dict[str, object], operation: Operation
@@ -508,7 +558,7 @@ class Resource(Generic[M]):
                     url=path,
                     reason="the answer named no valid id",
                 )
-            return self._to_model({**payload, **data, "id": new_id})
+            return self._to_model({**payload, **data, "id": new_id}, f"POST {path}")
         if envelope.legacy and profile.body_encoding == "json":
             # Only shipped 4.x code answers {"error": false, ...}, and it reads form
             # fields only: the record was created from none of the fields sent.
@@ -522,7 +572,7 @@ class Resource(Generic[M]):
         new_id = self._created_id(envelope, f"POST {path}")
         if profile.shipped and read_back:
             return await self.get(new_id, priority=priority)
-        return self._to_model({**payload, "id": new_id})
+        return self._to_model({**payload, "id": new_id}, f"POST {path}")
 
     def _created_id(self, envelope: Envelope, request: str) -> int:
         new_id = created_id(envelope.data, self.created_keys)
@@ -554,10 +604,11 @@ class Resource(Generic[M]):
         )
         data = self._from_wire(envelope.data)
         if isinstance(data, Mapping) and data.get("id") is not None:
-            return self._one({**payload, **data}, f"PUT {path}", expected_id=format_id(record_id))
+            merged = {**payload, **data}
+            return self._one(merged, f"PUT {path}", expected_id=format_id(record_id), wired=True)
         if profile.shipped and read_back:
             return await self.get(record_id, priority=priority)
-        return self._to_model({**payload, "id": int(format_id(record_id))})
+        return self._to_model({**payload, "id": int(format_id(record_id))}, f"PUT {path}")
 
     async def _delete(
         self, record_id: int | str, *, priority: Priority, on_send: OnSend | None = None
@@ -566,9 +617,13 @@ class Resource(Generic[M]):
         path = self._item_path(profile, record_id)
         await self._client.call("DELETE", path, priority=priority, on_send=on_send)
 
-    def _one(self, data: object, request: str, *, expected_id: str) -> M:
-        """The model of an answer that must be exactly one record, with the id asked for."""
-        data = self._from_wire(data)
+    def _one(self, data: object, request: str, *, expected_id: str, wired: bool = False) -> M:
+        """The model of an answer that must be exactly one record, with the id asked for.
+
+        ``wired``: ``data`` has been through :meth:`_from_wire` already.
+        """
+        if not wired:
+            data = self._from_wire(data)
         if not isinstance(data, Mapping):
             shape = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
             raise ResponseParseError(
@@ -584,7 +639,7 @@ class Resource(Generic[M]):
                 "the server did not return the record asked for",
                 status=200,
             )
-        return self._to_model(data)
+        return self._to_model(data, request)
 
     def _listed(self, data: object) -> M:
         data = self._from_wire(data)
@@ -594,17 +649,57 @@ class Resource(Generic[M]):
                 "a JSON object; the server's answer is not a listing of records",
                 status=200,
             )
-        return self._to_model(data)
+        return self._to_model(data, f"GET {self.path}")
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _to_model(self, data: object) -> M:
-        return CONVERTER.structure(data, self.model)
+    def _to_model(self, data: object, source: str | None = None) -> M:
+        """The model of a record the server sent (``source`` names the request).
+
+        Raises:
+            ResponseParseError: a value cannot be read exactly (unless the client is
+                ``lenient_values=True``).
+        """
+        return read_record(self._converter, data, self.model, source=source or self.path)
 
     def _payload(self, data: RecordInput) -> dict[str, object]:
+        """A mapping or model as the JSON-ready fields to send."""
         if isinstance(data, Model):
-            payload: dict[str, object] = CONVERTER.unstructure(data)
+            payload: dict[str, object] = self._converter.unstructure(data)
             payload.pop("id", None)
             return payload
-        unstructured: dict[str, object] = CONVERTER.unstructure(dict(data))
+        unstructured: dict[str, object] = self._converter.unstructure(dict(data))
         return unstructured
+
+    def _checked_payload(self, data: object, what: str) -> dict[str, object]:
+        """The fields to send for ``data``, checked: every value must read back exactly.
+
+        Raises:
+            ValidationError: ``data`` is not a mapping or a model, or a value cannot be
+                read back (``status`` 0, the field in ``.errors``; nothing was sent).
+        """
+        if not isinstance(data, (Mapping, Model)):
+            raise ValidationError(
+                f"{what} is a {type(data).__name__}, not a mapping of fields or a "
+                f"{self.model.__name__}; nothing was sent",
+                status=0,
+                errors={"record": "must be a mapping or a model"},
+            )
+        payload = self._payload(data)
+        read_input(payload, self.model, what=what)
+        return payload
+
+    def _as_stored(self, payload: Mapping[str, object], what: str) -> M:
+        """The model of ``payload`` as the server will hold it once sent and read back.
+
+        Sync compares this with the remote record. On shipped servers whose sanitizer
+        rewrites text, it is the text the sanitizer keeps (trimmed, unknown tags gone).
+
+        Raises:
+            ValidationError: a value cannot be read back (nothing was sent).
+        """
+        if self._sanitized():
+            payload = {
+                k: as_stored_text(v) if isinstance(v, str) else v for k, v in payload.items()
+            }
+        return read_input(payload, self.model, what=what)

@@ -1,25 +1,26 @@
 """The three bulk operations of a resource: create (with batches), update and delete.
 
 Each implements :class:`cloudonex_async._bulk.Operation` for one resource: it turns an
-input value into an :class:`~cloudonex_async._bulk.Item`, sends it with the resource's
-own create, update or delete (at ``"bulk"`` priority, passing the job's ``on_send`` on),
-and turns every error into an outcome.
+input value into an :class:`~cloudonex_async._bulk.Item` (a value it cannot send is a
+ValidationError, which the job reports for that record alone), and sends it with the
+resource's own create, update or delete (at ``"bulk"`` priority, passing the job's
+``on_send`` on). A request's error is raised: the job, which knows whether the request
+left, decides the record's outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from .._bulk import Item, KeyFunction, OnSend, digest, failure_outcome
+from .._bulk import Item, KeyFunction, OnSend, digest
 from .._outcomes import Outcome
 from .._protocol import JSONValue, created_id
 from ..errors import (
     APIError,
-    CloudOnexError,
-    ConfigurationError,
     OutcomeUnknownError,
+    ResponseParseError,
     UnsupportedError,
     ValidationError,
 )
@@ -29,8 +30,30 @@ from ._api import Endpoint
 M = TypeVar("M", bound=Model)
 
 
-def _key(record: object, key: KeyFunction | None) -> str | None:
-    return None if key is None else str(key(record))
+def _key(index: int, record: object, key: KeyFunction | None) -> str | None:
+    """The caller's key of a record; ValidationError if the key function raises on it."""
+    if key is None:
+        return None
+    try:
+        return str(key(record))
+    except Exception as error:
+        raise ValidationError(
+            f"record {index}: key= raised {type(error).__name__}: {error}; nothing was sent",
+            status=0,
+            errors={"key": str(error) or type(error).__name__},
+        ) from error
+
+
+def _record_id(index: int, value: object) -> int:
+    """A record id from an int or a string of digits; ValidationError otherwise."""
+    text = str(value).strip() if isinstance(value, (int, str)) else ""
+    if isinstance(value, bool) or not text.isdigit() or not text.isascii():
+        raise ValidationError(
+            f"record {index}: {value!r} is not a record id (digits); nothing was sent",
+            status=0,
+            errors={"id": "must be a record id"},
+        )
+    return int(text)
 
 
 class _Base(Generic[M]):
@@ -53,6 +76,11 @@ class _Base(Generic[M]):
             return record
         return self._resource._to_model(record)
 
+    @property
+    def batching(self) -> bool | None:
+        """Whether the server takes many records in one request (None: not known yet)."""
+        return False
+
 
 class CreateOperation(_Base[M]):
     """``bulk_create``: POST each record, or ``batch/<resource>`` chunks where offered."""
@@ -64,24 +92,21 @@ class CreateOperation(_Base[M]):
         super().__init__(resource)
         self._probe = asyncio.Lock()
 
+    @property
+    def batching(self) -> bool | None:
+        """Whether the server has ``POST batch/<resource>`` (None: not known yet)."""
+        return self._resource._batch
+
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
-        """Turn a mapping or model into an Item."""
-        if not isinstance(record, (Model, Mapping)):
-            raise ConfigurationError(
-                f"bulk_create takes mappings or models, got {type(record).__name__} at "
-                f"index {index}"
-            )
-        payload = self._resource._payload(record)
-        return Item(index, _key(record, key), digest(payload), payload, None, record)
+        """Turn a mapping or model into an Item (its values checked: they must read back)."""
+        payload = self._resource._checked_payload(record, f"record {index}")
+        return Item(index, _key(index, record, key), digest(payload), payload, None, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
         """Create one record (no read-back on shipped servers: it would double the cost)."""
-        try:
-            model = await self._resource._create(
-                item.payload, priority="bulk", read_back=False, on_send=on_send
-            )
-        except CloudOnexError as error:
-            return failure_outcome(item, error, self.name)
+        model = await self._resource._create(
+            item.payload, priority="bulk", read_back=False, on_send=on_send
+        )
         return Outcome(item.index, "created", item.key, model, model.id)
 
     async def batch(self, items: Sequence[Item], on_send: OnSend) -> list[Outcome[M]] | None:
@@ -114,9 +139,7 @@ class CreateOperation(_Base[M]):
                 return None
             if isinstance(error, ValidationError) and not error.errors:
                 return None  # the batch as a whole was refused (size?): go one by one
-            return [failure_outcome(item, error, self.name) for item in items]
-        except CloudOnexError as error:
-            return [failure_outcome(item, error, self.name) for item in items]
+            raise
         resource._batch = True
         return self._match(items, envelope.data)
 
@@ -153,7 +176,10 @@ class CreateOperation(_Base[M]):
         if new_id is None:
             return Outcome(item.index, "unknown", item.key, error=unmatched)
         returned = record if isinstance(record, dict) else {}
-        model = self._resource._to_model({**item.payload, **returned, "id": new_id})
+        try:
+            model = self._resource._to_model({**item.payload, **returned, "id": new_id})
+        except ResponseParseError as error:  # created for certain, but not readable
+            return Outcome(item.index, "created", item.key, record_id=new_id, error=error)
         return Outcome(item.index, "created", item.key, model, new_id)
 
 
@@ -170,25 +196,23 @@ class UpdateOperation(_Base[M]):
         elif isinstance(record, tuple) and len(record) == 2:
             record_id, changes = record
         else:
-            raise ConfigurationError(
-                "bulk_update takes (id, changes) pairs or models with an id, "
-                f"got {type(record).__name__} at index {index}"
+            raise ValidationError(
+                "bulk_update takes (id, changes) pairs or models with an id; record "
+                f"{index} is a {type(record).__name__}; nothing was sent",
+                status=0,
+                errors={"record": "must be an (id, changes) pair or a model"},
             )
-        if record_id is None:
-            raise ConfigurationError(f"the record at index {index} has no id to update")
-        payload = self._resource._payload(changes)
-        rid = int(str(record_id))
-        return Item(index, _key(record, key), digest([rid, payload]), payload, rid, record)
+        rid = _record_id(index, record_id)
+        payload = self._resource._checked_payload(changes, f"record {index}")
+        item_key = _key(index, record, key)
+        return Item(index, item_key, digest([rid, payload]), payload, rid, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
         """Update one record."""
         assert item.record_id is not None
-        try:
-            model = await self._resource._update(
-                item.record_id, item.payload, priority="bulk", read_back=False, on_send=on_send
-            )
-        except CloudOnexError as error:
-            return failure_outcome(item, error, self.name)
+        model = await self._resource._update(
+            item.record_id, item.payload, priority="bulk", read_back=False, on_send=on_send
+        )
         return Outcome(item.index, "updated", item.key, model, item.record_id)
 
     async def batch(self, items: Sequence[Item], on_send: OnSend) -> list[Outcome[M]] | None:
@@ -204,19 +228,13 @@ class DeleteOperation(_Base[M]):
 
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
         """Turn an id or a model into an Item."""
-        record_id = record.id if isinstance(record, Model) else record
-        if isinstance(record_id, bool) or not isinstance(record_id, (int, str)):
-            raise ConfigurationError(f"bulk_delete takes ids or models, got {record!r}")
-        rid = int(str(record_id))
-        return Item(index, _key(record, key), digest(rid), {}, rid, record)
+        rid = _record_id(index, record.id if isinstance(record, Model) else record)
+        return Item(index, _key(index, record, key), digest(rid), {}, rid, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
         """Delete one record."""
         assert item.record_id is not None
-        try:
-            await self._resource._delete(item.record_id, priority="bulk", on_send=on_send)
-        except CloudOnexError as error:
-            return failure_outcome(item, error, self.name)
+        await self._resource._delete(item.record_id, priority="bulk", on_send=on_send)
         return Outcome(item.index, "deleted", item.key, record_id=item.record_id)
 
     async def batch(self, items: Sequence[Item], on_send: OnSend) -> list[Outcome[M]] | None:

@@ -25,7 +25,7 @@ from aiohttp import web
 from ._http import Answer, Incoming, LoggedRequest, read_json_or_form
 from ._tables import RESOURCES, Tables
 
-Paging = Literal["meta", "plain", "ignore", "stuck"]
+Paging = Literal["meta", "total_records", "plain", "ignore", "stuck"]
 
 _REQUIRED: Mapping[str, tuple[str, ...]] = {
     "customers": ("account",),
@@ -258,7 +258,9 @@ class DocumentedRoutes:
             page = 1
         chunk = list(itertools.islice(rows, (page - 1) * size, page * size))
         body: dict[str, object] = success(chunk)
-        if paging != "plain":
+        if paging == "total_records":
+            body["meta"] = {"current_page": page, "total_records": len(rows)}
+        elif paging != "plain":
             body["meta"] = {
                 "current_page": page,
                 "total_pages": max(1, math.ceil(len(rows) / size)),

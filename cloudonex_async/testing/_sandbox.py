@@ -128,8 +128,12 @@ class SandboxServer:
             seconds.
         latency: seconds added to every answer.
         faults: random faults (see :class:`Faults`); :meth:`inject` queues exact ones.
-        paging: documented style: ``"meta"`` (data + meta), ``"plain"`` (no meta),
-            ``"ignore"`` (every record at once), ``"stuck"`` (always page 1).
+        paging: documented style: ``"meta"`` (data + meta), ``"total_records"`` (meta
+            with the record count only), ``"plain"`` (no meta), ``"ignore"`` (every
+            record at once), ``"stuck"`` (always page 1).
+        default_page_size: records per page when a listing asks for none.
+        max_page_size: the most records a page holds, whatever was asked for (a silent
+            cap, as many servers have).
         batch: whether ``POST /api/v2/batch/<resource>`` exists; batch_max: its size cap.
         clock: the time source for rate-limit windows and the Date header.
     """
