@@ -284,17 +284,16 @@ def _structure_model(
             raw = known[field.name]
             try:
                 values[field.name] = converter.structure(raw, field.type)
-            except UnreadableValueError as nested:  # in an item of a list of models
-                if not lenient:
+            except Exception as error:
+                nested = _unreadable_item(converter, raw, field.type)
+                if nested is not None and not lenient:  # in an item of a list of records
                     raise UnreadableValueError(
                         model=cls.__name__,
                         record_id=data.get("id"),
-                        field=f"{field.name}{_where(raw, nested)}.{nested.field}",
+                        field=f"{field.name}{nested.field}",
                         value=nested.value,
                         reason=nested.reason,
                     ) from None
-                extra[field.name] = raw
-            except Exception as error:
                 reason = str(error) if isinstance(error, ValueError) else "cannot be read"
                 if not lenient:
                     raise UnreadableValueError(
@@ -319,16 +318,29 @@ def _structure_model(
     return structure
 
 
-def _where(raw: object, nested: UnreadableValueError) -> str:
-    """``[n]`` for the item of ``raw`` (a list of records) that ``nested`` is about."""
-    if isinstance(raw, list):
-        for n, item in enumerate(raw):
-            if isinstance(item, Mapping) and item.get(nested.field, _MISSING) is nested.value:
-                return f"[{n}]"
-    return ""
-
-
-_MISSING: Final = object()
+def _unreadable_item(
+    converter: cattrs.Converter, raw: object, kind: object
+) -> UnreadableValueError | None:
+    """For a list of records that failed to read: which item and field, as ``[n].field``."""
+    element = next(
+        (get_args(a)[0] for a in (kind, *get_args(kind)) if get_origin(a) is list), None
+    )
+    if not isinstance(raw, list) or element is None:
+        return None
+    for n, item in enumerate(raw):
+        try:
+            converter.structure(item, element)
+        except UnreadableValueError as error:
+            return UnreadableValueError(
+                model=error.model,
+                record_id=error.record_id,
+                field=f"[{n}].{error.field}",
+                value=error.value,
+                reason=error.reason,
+            )
+        except Exception:
+            return None
+    return None
 
 
 def _unstructure_model(

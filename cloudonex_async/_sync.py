@@ -502,10 +502,11 @@ class SyncJob(Generic[M]):
             on_progress=self._keep_eta,
         )
         try:
-            async for outcome in job:
-                item = items[outcome.index]
-                self._outcomes[item.index] = self._from_bulk(item, outcome, item.payload)
-                self._report()
+            async with contextlib.aclosing(job.__aiter__()) as outcomes:
+                async for outcome in outcomes:
+                    item = items[outcome.index]
+                    self._outcomes[item.index] = self._from_bulk(item, outcome, item.payload)
+                    self._report()
         finally:
             self.requests += job.requests
 
@@ -524,12 +525,13 @@ class SyncJob(Generic[M]):
         )
         unknown: list[tuple[_Input, PlannedChange]] = []
         try:
-            async for outcome in job:
-                item, change = items[outcome.index], changes[outcome.index]
-                if outcome.status == "unknown":
-                    unknown.append((item, change))
-                self._outcomes[item.index] = self._from_bulk(item, outcome, change.changes)
-                self._report()
+            async with contextlib.aclosing(job.__aiter__()) as outcomes:
+                async for outcome in outcomes:
+                    item, change = items[outcome.index], changes[outcome.index]
+                    if outcome.status == "unknown":
+                        unknown.append((item, change))
+                    self._outcomes[item.index] = self._from_bulk(item, outcome, change.changes)
+                    self._report()
         finally:
             self.requests += job.requests
         for item, change in unknown:  # an answer was lost: see what the server holds
@@ -563,11 +565,12 @@ class SyncJob(Generic[M]):
         )
         done: dict[int, Deletion] = {}
         try:
-            async for outcome in job:
-                remote = allowed[outcome.index]
-                status: Literal["deleted", "failed"] = "deleted" if outcome.ok else "failed"
-                key = _text(self._remote_key_of(remote))
-                done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
+            async with contextlib.aclosing(job.__aiter__()) as outcomes:
+                async for outcome in outcomes:
+                    remote = allowed[outcome.index]
+                    status: Literal["deleted", "failed"] = "deleted" if outcome.ok else "failed"
+                    key = _text(self._remote_key_of(remote))
+                    done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
         finally:
             self.requests += job.requests
         return [done[n] for n in sorted(done)] + skipped

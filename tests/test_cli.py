@@ -202,3 +202,21 @@ async def test_errors_are_one_line_with_a_meaningful_exit_code(
     missing = await fails("list", "customers", server=None)
     assert missing.code == 2
     assert "CLOUDONEX_BASE_URL" in missing.err
+
+
+@pytest.mark.slow
+async def test_sync_reads_the_server_once_and_reports_the_requests_it_sent(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = await make_sandbox(max_page_size=100)
+    rows = [{"account": f"P {n}", "email": f"p{n}@example.com"} for n in range(2000)]
+    sandbox.seed("customers", rows)
+    (tmp_path / "want.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ran = await cloudonex(
+        "sync", "customers", "want.jsonl", "--key", "email", sandbox=sandbox, cwd=tmp_path
+    )
+    assert ran.code == 0, ran.err
+    assert sandbox.count() == sandbox.count("list") == 20  # one scan, shared by plan and run
+    assert "plan: 0 to create, 0 to update, 2000 unchanged" in ran.err
+    assert "2000 records: 0 created, 0 updated, 2000 unchanged" in ran.err
+    assert "; 20 requests" in ran.err

@@ -241,3 +241,52 @@ async def test_cancelling_a_walk_leaves_nothing_behind(slow: tuple[SandboxServer
         await walk
     await settle()
     assert pending_tasks() <= before
+
+
+@pytest.mark.parametrize(
+    ("paging", "expected_pages"),
+    [
+        ("meta", [1, 2, 3, 4, 5]),  # the totals, counted at the 50 really served
+        ("total_records", [1, 2, 3, 4, 5]),  # the record count alone
+        ("plain", [1, 2, 3, 4, 5, 6]),  # nothing: an empty page ends it
+    ],
+)
+async def test_a_silent_page_cap_never_ends_a_listing_early(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, paging: str, expected_pages: list[int]
+) -> None:
+    sandbox = await make_sandbox(paging=paging, max_page_size=50)
+    seed(sandbox, 250)
+    client = make_client(sandbox)
+    items = await client.customers.list().collect()
+    assert [c.account for c in items] == [f"C{n}" for n in range(250)]
+    assert pages_requested(sandbox) == expected_pages
+    limits = [r.params["limit"] for r in sandbox.requests if r.action == "list"]
+    assert limits == ["100"] + ["50"] * (len(expected_pages) - 1)  # page 1 showed the cap
+    # The cap is remembered: the next walk asks for what the server serves, and a
+    # limit is met exactly.
+    sandbox.requests.clear()
+    assert len(await client.customers.list(limit=120).collect()) == 120
+    assert [r.params["limit"] for r in sandbox.requests] == ["50", "50", "50"]
+
+
+async def test_a_short_page_without_totals_is_followed_by_one_more_request(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(paging="plain")
+    seed(sandbox, 30)
+    client = make_client(sandbox)
+    assert len(await client.customers.list().collect()) == 30
+    assert pages_requested(sandbox) == [1, 2]  # 30 of 100 asked for proves nothing alone
+    assert sandbox.requests[1].status == 200
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_concurrent_pages_follow_the_page_size_really_served(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, concurrency: int
+) -> None:
+    sandbox = await make_sandbox(max_page_size=20)
+    seed(sandbox, 130)
+    client = make_client(sandbox)
+    items = await client.customers.list(concurrency=concurrency, prefetch=2).collect()
+    assert [c.account for c in items] == [f"C{n}" for n in range(130)]
+    assert sorted(pages_requested(sandbox)) == list(range(1, 8))

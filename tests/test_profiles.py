@@ -332,3 +332,76 @@ async def test_the_sandbox_reads_php_style_form_bodies_in_both_styles(
     with pytest.raises(CreatedWithoutIdError):
         await client.invoices.create({"customer_id": owner, "items": ITEMS * 2})
     assert len(shipped.records("invoice_items")) == 2
+
+
+async def test_a_json_users_bulk_create_never_reports_failed_for_what_the_server_created(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(style="shipped")
+    client = make_client(sandbox, route_style="ng", item_paths="singular")
+    users = [{"username": f"u{n}", "fullname": f"U {n}", "password": "pw"} for n in range(5)]
+    result = await client.users.bulk_create(users, retry_failed=True)
+    created_on_server = len(sandbox.records("users"))
+    assert created_on_server >= 1
+    # What the server acted on is unknown (it created a user without the fields sent);
+    # after that error the job sent nothing more, and those records failed for certain.
+    assert len(result.unknown) == created_on_server
+    assert all("body_encoding='form'" in str(o.error) for o in result.unknown)
+    assert len(result.failed) == 5 - created_on_server
+    assert all("not sent" in str(o.error) for o in result.failed)
+
+
+TEXTS = ["Müller & Söhne", "5 > 3 <b>bold</b>", 'Say "hi" & <i>wave</i>', "AT&T, Smith & Co"]
+
+
+async def test_text_round_trips_through_a_shipped_servers_html_sanitizer(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(style="shipped")
+    client = make_client(sandbox, profile="shipped")
+    for text in TEXTS:
+        created = await client.customers.create({"account": text, "address": f" {text} "})
+        assert created.id is not None
+        stored = sandbox.store["customers"][created.id]
+        assert stored["account"] != text  # the server really escaped it
+        fetched = await client.customers.get(created.id)
+        assert fetched.account == text
+        assert fetched.address == text  # trimmed by the server, as documented
+    assert sandbox.store["customers"][1]["account"] == "Müller &amp; Söhne"
+    listed = await client.customers.list().collect()
+    assert sorted(c.account or "" for c in listed) == sorted(TEXTS)
+
+
+async def test_an_unchanged_nightly_sync_plans_nothing_on_a_shipped_server(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(style="shipped")
+    client = make_client(sandbox, profile="shipped")
+    rows = [
+        {"account": text, "email": f"c{n}@example.com", "city": f" Köln {n} "}
+        for n, text in enumerate([*TEXTS, "Müller <GmbH>"])
+    ]
+    first = await client.customers.sync(rows, key="email")
+    assert {o.status for o in first.outcomes} == {"created"}
+    assert sandbox.store["customers"][5]["account"] == "Müller"  # the unknown tag: gone
+    for night in range(2):
+        plan = await client.customers.sync(rows, key="email", dry_run=True)
+        assert (plan.updates, plan.unchanged, plan.creates) == (0, len(rows), 0), night
+        again = await client.customers.sync(rows, key="email")
+        assert {o.status for o in again.outcomes} == {"unchanged"}
+
+
+async def test_invoice_item_text_is_stored_and_read_exactly_as_sent_on_a_shipped_server(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(style="shipped")
+    client = make_client(sandbox, profile="shipped")
+    owner = await client.customers.create({"account": "Owner & Co"})
+    items = [{"description": "Widget & Co", "amount": "1.00"}, {"description": "a &amp; b"}]
+    with pytest.raises(CreatedWithoutIdError):
+        await client.invoices.create({"customer_id": owner.id, "items": items})
+    [invoice_id] = sandbox.store["invoices"]
+    descriptions = [str(i["description"]) for i in sandbox.records("invoice_items")]
+    assert descriptions == ["Widget & Co", "a &amp; b"]
+    invoice = await client.invoices.get(invoice_id)
+    assert [i.description for i in invoice.items or []] == ["Widget & Co", "a &amp; b"]

@@ -19,6 +19,7 @@ from cloudonex_async import (
     Customer,
     LocalLimiter,
     Product,
+    RedisJournal,
     SyncError,
     SyncPlan,
     UnsupportedError,
@@ -334,3 +335,49 @@ async def test_sync_takes_models_and_async_iterables(
 
     result = await client.customers.sync(source(), key="email")
     assert [o.status for o in result.outcomes] == ["updated", "created"]
+
+
+@pytest.mark.parametrize("paging", ["plain", "total_records", "meta"])
+@pytest.mark.parametrize("strategy", ["auto", "scan", "lookup"])
+async def test_a_silent_page_cap_never_makes_a_sync_create_a_second_copy(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, paging: str, strategy: str
+) -> None:
+    sandbox = await make_sandbox(paging=paging, max_page_size=50)
+    sandbox.seed("customers", people(250))
+    client = make_client(sandbox)
+    changed = {**people(1, start=200)[0], "phone": "v2"}
+    result = await client.customers.sync([changed], key="email", strategy=strategy)  # type: ignore[arg-type]
+    assert [o.status for o in result.outcomes] == ["updated"]
+    assert len(stored(sandbox)) == 250  # no second copy
+    assert stored(sandbox)["person200@example.com"]["phone"] == "v2"
+    plan = await client.customers.sync(people(250), key="email", dry_run=True)
+    assert (plan.creates, plan.updates, plan.unchanged) == (0, 1, 249)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("decode", [False, True], ids=["bytes", "decode_responses"])
+async def test_a_redis_journal_resumes_whether_the_client_decodes_responses_or_not(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, redis_url: str, decode: bool
+) -> None:
+    from redis.asyncio import Redis
+
+    sandbox = await seeded(make_sandbox, 20)
+    client = make_client(sandbox)
+    redis = Redis.from_url(redis_url, decode_responses=decode)
+    try:
+        name = f"decode-{decode}"
+        await redis.delete(f"cloudonex_async:journal:{name}")
+        records = nightly(20, changed=3, new=4)
+        first = await client.customers.sync(records, key="email", journal=RedisJournal(redis, name))
+        assert first.count("created") == 4
+        writes = len(sandbox.requests) - sandbox.count("list")
+        again = await client.customers.sync(records, key="email", journal=RedisJournal(redis, name))
+        assert sum(o.resumed for o in again.outcomes) == 7  # settled before: skipped
+        assert len(sandbox.requests) - sandbox.count("list") == writes
+        bulk = RedisJournal(redis, f"bulk-{name}")
+        await redis.delete(bulk.key)
+        await client.customers.bulk_create(people(5, start=100), journal=bulk)
+        rerun = await client.customers.bulk_create(people(5, start=100), journal=bulk)
+        assert all(o.resumed for o in rerun.outcomes)
+    finally:
+        await redis.aclose()

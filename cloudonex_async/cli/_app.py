@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._client import Client
-from .._outcomes import BulkResult, SyncResult
+from .._outcomes import BulkResult, SyncPlan, SyncResult
 from ..errors import (
     AuthenticationError,
     CloudOnexError,
@@ -333,7 +333,10 @@ async def cmd_import(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_sync(client: Client, args: argparse.Namespace) -> int:
-    """Make a resource match a file: the plan, then (unless --dry-run) the run."""
+    """Make a resource match a file: show the plan, then (unless --dry-run) carry it out.
+
+    The server is read once: the run carries out the plan it showed.
+    """
     if args.delete_missing and args.max_deletes is None:
         raise UsageError("--delete-missing needs --max-deletes N (the most this run may delete)")
     resource = _resource(client, args.resource)
@@ -344,13 +347,18 @@ async def cmd_sync(client: Client, args: argparse.Namespace) -> int:
         "max_deletes": args.max_deletes,
         "concurrency": args.concurrency,
     }
-    plan = await resource.sync(records, dry_run=True, **options)
-    print(f"plan: {plan.summary()}", file=sys.stderr)
+
+    def show(plan: SyncPlan) -> None:
+        print(f"plan: {plan.summary()}", file=sys.stderr)
+
     if args.dry_run:
+        show(await resource.sync(records, dry_run=True, **options))
         return OK
     args.resume_hint = args.journal
     with ProgressBar(f"sync {args.resource}", len(records)) as bar:
-        result = await resource.sync(records, journal=args.journal, on_progress=bar, **options)
+        result = await resource.sync(
+            records, journal=args.journal, on_progress=bar, on_plan=show, **options
+        )
     skipped = sum(1 for d in result.deletions if d.status == "skipped")
     if skipped:
         print(f"{skipped} deletions skipped: --max-deletes was reached", file=sys.stderr)

@@ -228,6 +228,16 @@ class Resource(Generic[M]):
     ) -> AsyncIterator[Outcome[M]]:
         """Create many records; yield each record's Outcome as it is known.
 
+        Every input record gets exactly one outcome: ``created``, ``failed`` (the server
+        certainly did not create it: the request never left, or it was refused; a
+        record that cannot be sent fails alone, with a ValidationError naming its
+        index) or ``unknown`` (the request left and its answer was lost or unreadable).
+
+        If ``on_progress`` or the journal raises, the job stops and the iteration
+        raises that error. To stop early, close the iterator (``async with
+        contextlib.aclosing(...)``): nothing more is sent, requests already on the wire
+        get half a second to finish and be journaled, and no task is left behind.
+
         Args:
             records: mappings or models, from any iterable or async iterable, consumed
                 as the job goes (never loaded whole).
@@ -245,7 +255,8 @@ class Resource(Generic[M]):
                 None means it does not exist, and it is sent once more. Without it,
                 such records stay ``unknown`` and are never sent again.
             retry_failed: on a rerun, send records that failed before.
-            on_progress: called with a BulkProgress after each record's outcome.
+            on_progress: called with a BulkProgress after each record's outcome; if it
+                raises, the job ends with its error.
             total: the number of records, for progress, when ``records`` has no len().
         """
         job = BulkJob(

@@ -17,6 +17,10 @@ What it reproduces, as seen on a running vendor server:
 - Ignored verbs: PUT and DELETE on ``customer/<id>``, DELETE on ``invoice/<id>`` and
   ``POST customers`` answer an empty 200 and change nothing; ``PUT invoice/<id>``
   changes only ``status``.
+- Customer and user form fields go through the vendor's HTML sanitizer and ``trim()``
+  before they are stored (``Müller & Söhne`` is stored and answered as
+  ``Müller &amp; Söhne``; unknown tags are removed); invoice item fields are stored as
+  sent.
 - Failures are ``{"error": true, "message": ...}`` at 200 (a list of messages on
   creates); a bad key is a 401; an unknown id is a PHP fatal error: an empty 500, or
   with ``display_errors`` a 200 HTML page (and warnings printed before JSON answers).
@@ -34,6 +38,7 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from .._shipped import sanitize_text
 from ._http import Answer, Incoming, LoggedRequest, read_json_or_form
 from ._tables import Tables
 
@@ -182,6 +187,7 @@ class ShippedRoutes:
         if not rest:
             if method != "POST":
                 return _unknown_method()
+            body = _posted(body)
             problems = []
             if not str(body.get("account") or "").strip():
                 problems.append("Account Name is required")
@@ -337,6 +343,7 @@ class ShippedRoutes:
             if method != "POST":
                 return _unknown_method()
             # No validation: an ignored (JSON) body creates an Admin with no username.
+            body = _posted(body)
             role = str(body.get("user_type") or "")
             stamp = self.tables.iso_stamp()
             row = self.tables.insert(
@@ -370,6 +377,11 @@ class ShippedRoutes:
             return Answer(200, body)
         # display_errors on: PHP prints its warnings before the JSON answer.
         return Answer(200, raw=_WARNING + json.dumps(body).encode())
+
+
+def _posted(body: Mapping[str, object]) -> dict[str, object]:
+    """Form fields as the vendor's ``_post()`` reads them: sanitized and trimmed."""
+    return {k: sanitize_text(v) if isinstance(v, str) else v for k, v in body.items()}
 
 
 def _ignored() -> Answer:
