@@ -36,7 +36,15 @@ import logging
 import math
 import os
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from typing import Final, Generic, Protocol, TypeVar, cast
 
 import attrs
@@ -283,7 +291,7 @@ class BulkJob(Generic[M]):
         """The requests this job has sent so far (every attempt counts)."""
         return self._requests
 
-    async def __aiter__(self) -> AsyncIterator[Outcome[M]]:
+    async def __aiter__(self) -> AsyncGenerator[Outcome[M], None]:
         main: asyncio.Task[None] = asyncio.ensure_future(self._run())
         main.add_done_callback(lambda _: self._outcomes.put_nowait(_END))
         try:

@@ -322,9 +322,7 @@ def _unreadable_item(
     converter: cattrs.Converter, raw: object, kind: object
 ) -> UnreadableValueError | None:
     """For a list of records that failed to read: which item and field, as ``[n].field``."""
-    element = next(
-        (get_args(a)[0] for a in (kind, *get_args(kind)) if get_origin(a) is list), None
-    )
+    element = next((get_args(a)[0] for a in (kind, *get_args(kind)) if get_origin(a) is list), None)
     if not isinstance(raw, list) or element is None:
         return None
     for n, item in enumerate(raw):

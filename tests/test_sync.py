@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -340,13 +341,16 @@ async def test_sync_takes_models_and_async_iterables(
 @pytest.mark.parametrize("paging", ["plain", "total_records", "meta"])
 @pytest.mark.parametrize("strategy", ["auto", "scan", "lookup"])
 async def test_a_silent_page_cap_never_makes_a_sync_create_a_second_copy(
-    make_sandbox: SandboxFactory, make_client: ClientFactory, paging: str, strategy: str
+    make_sandbox: SandboxFactory,
+    make_client: ClientFactory,
+    paging: str,
+    strategy: Literal["auto", "scan", "lookup"],
 ) -> None:
     sandbox = await make_sandbox(paging=paging, max_page_size=50)
     sandbox.seed("customers", people(250))
     client = make_client(sandbox)
     changed = {**people(1, start=200)[0], "phone": "v2"}
-    result = await client.customers.sync([changed], key="email", strategy=strategy)  # type: ignore[arg-type]
+    result = await client.customers.sync([changed], key="email", strategy=strategy)
     assert [o.status for o in result.outcomes] == ["updated"]
     assert len(stored(sandbox)) == 250  # no second copy
     assert stored(sandbox)["person200@example.com"]["phone"] == "v2"
