@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench soak clean
+.PHONY: install test lint typecheck unit demo bench soak stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	CLOUDONEX_SOAK_SECONDS=$${SOAK_SECONDS:-120} CLOUDONEX_SOAK_REPORT=1 \
 		$(BIN)/pytest -q -s tests/test_soak.py
+
+# The jobs' state machine with many more drawn examples (STRESS_EXAMPLES, default 3000),
+# new ones each run.
+stress: $(STAMP)
+	CLOUDONEX_STATEFUL_EXAMPLES=$${STRESS_EXAMPLES:-3000} \
+		$(BIN)/pytest -q tests/test_stateful.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache

@@ -358,12 +358,13 @@ def _unstructure_model(
 CONVERTER: Final = make_converter()
 """The default converter: unreadable values raise :class:`UnreadableValueError`."""
 LENIENT_CONVERTER: Final = make_converter(lenient=True)
-"""The converter of ``Client(lenient_values=True)``: unreadable values go to ``extra``."""
+"""A lenient converter: unreadable values go to ``extra`` (each field warned of once)."""
 
 
 def converter_for(*, lenient: bool) -> cattrs.Converter:
-    """The shared converter for this leniency."""
-    return LENIENT_CONVERTER if lenient else CONVERTER
+    """The converter for a client: the shared strict one, or a lenient one of its own
+    (so each client warns once per field)."""
+    return make_converter(lenient=True) if lenient else CONVERTER
 
 
 def read_record(converter: cattrs.Converter, data: object, cls: type[M], *, source: str) -> M:
