@@ -49,9 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--seed", type=int, default=None, help="for repeatable faults")
     parser.add_argument(
         "--paging",
-        choices=("meta", "plain", "ignore", "stuck"),
+        choices=("meta", "total_records", "plain", "ignore", "stuck"),
         default="meta",
-        help="documented style: data + meta, no meta, every record at once, always page 1",
+        help="documented style: data + meta, meta with the record count only, no meta, "
+        "every record at once, always page 1",
     )
     parser.add_argument("--page-size", type=int, default=20, help="default listing page size")
     parser.add_argument("--max-page-size", type=int, default=1000, help="largest page served")
