@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from . import Client
+from . import Client, SyncPlan
 from .testing import SandboxServer
 
 PEOPLE = [
@@ -49,8 +49,8 @@ async def run() -> None:
             tonight = [{"account": n, "email": e, "phone": p} for n, e, p in PEOPLE]
             tonight[2]["phone"] = "5550199"  # Ada has a new number
             tonight.append({"account": "Edsger Dijkstra", "email": "edsger@example.com"})
-            plan = await client.customers.sync(tonight, key="email", dry_run=True)
-            synced = await client.customers.sync(tonight, key="email")
+            plans: list[SyncPlan] = []  # shown before the first write, read once
+            synced = await client.customers.sync(tonight, key="email", on_plan=plans.append)
             status = client.rate_limit
 
         print(f"\ncreated {len(customers)} customers; listed back {len(listed)} (2 per page):")
@@ -64,7 +64,7 @@ async def run() -> None:
         for item in invoice.items or []:
             print(f"  {item.description:<14} {item.qty} x {item.amount}")
         print(f"invoices of {jane.account}: {len(invoices)}, total {total}")
-        print(f"\nsync plan: {plan.summary()}")
+        print(f"\nsync plan: {plans[0].summary()}")
         print(f"sync: {synced.summary()}")
         for outcome in synced.outcomes:
             if outcome.status != "unchanged":
