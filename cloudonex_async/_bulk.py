@@ -31,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import math
 import os
-import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -43,6 +43,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
 )
 from typing import Final, Generic, Protocol, TypeVar, cast
@@ -53,6 +54,7 @@ from ._clock import Clock
 from ._journal import Journal, JournalEntry, open_journal
 from ._outcomes import DONE, BulkProgress, Outcome, Status
 from ._ratelimit import RateLimitStatus
+from ._tasks import task_group
 from .errors import (
     APIError,
     CloudOnexError,
@@ -66,12 +68,6 @@ from .errors import (
     ValidationError,
 )
 from .models import Model
-
-if sys.version_info >= (3, 11):
-    from asyncio import TaskGroup
-else:  # pragma: no cover - the backport, on 3.10
-    from exceptiongroup import BaseExceptionGroup
-    from taskgroup import TaskGroup
 
 M = TypeVar("M", bound=Model)
 R = TypeVar("R")
@@ -154,8 +150,17 @@ class BudgetView(Protocol):
 
 def digest(payload: object) -> str:
     """A stable fingerprint of a record, to match a rerun's input to the journal."""
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    text = json.dumps(_text_keys(payload), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _text_keys(value: object) -> object:
+    """``value`` with every mapping's keys as text (keys of mixed types cannot be sorted)."""
+    if isinstance(value, Mapping):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def failure_outcome(item: Item, error: CloudOnexError, operation: str, *, sent: bool) -> Outcome[M]:
@@ -210,27 +215,17 @@ class _Stopped(Exception):
     """The job is stopping: this request must not be sent (and the record is dropped)."""
 
 
+#: The journal state of records whose batch the server refused as a whole: nothing was
+#: acted on, so a rerun sends them (``sent`` would make it look them up first).
+UNSENT: Final = "unsent"
+
+
 class _NotSent(Exception):
     """The job halted after a configuration error: this record is not sent."""
 
 
-class _Fatal(Exception):
-    """The journal failed: the job ends with ``error`` (operations never catch this)."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-_END: Final = object()
-
-
-def _first_error(error: BaseException) -> BaseException:
-    """The error to raise for a task group's failure: the first real one, unwrapped."""
-    while isinstance(error, BaseExceptionGroup):
-        real = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
-        error = (real or list(error.exceptions))[0]
-    return error.error if isinstance(error, _Fatal) else error
+_END: Final = object()  # the job's task is over
+_FAILED: Final = object()  # the caller's hook or the journal failed: the job stops
 
 
 class BulkJob(Generic[M]):
@@ -281,8 +276,11 @@ class BulkJob(Generic[M]):
         self._outcomes: asyncio.Queue[object] = asyncio.Queue()
         self._room = asyncio.Semaphore(concurrency * (self.batch_size or 1) * 2)
         self._units: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=concurrency)
+        # Requests of this job on the wire or waiting for the budget, at most ``concurrency``.
+        self._lanes = asyncio.Semaphore(concurrency)
         self._recheck: list[Item] = []
         self._stopping = False
+        self._error: Exception | None = None  # the hook's or the journal's: ends the job
         self._halted: CloudOnexError | None = None
         self._in_flight: set[int] = set()  # records whose request left, outcome not yet out
 
@@ -295,14 +293,25 @@ class BulkJob(Generic[M]):
         main: asyncio.Task[None] = asyncio.ensure_future(self._run())
         main.add_done_callback(lambda _: self._outcomes.put_nowait(_END))
         try:
-            while (outcome := await self._outcomes.get()) is not _END:
+            while (outcome := await self._outcomes.get()) not in (_END, _FAILED):
                 self._room.release()
                 yield cast("Outcome[M]", outcome)
-            if not main.cancelled() and main.exception() is not None:
-                raise _first_error(main.exception())  # type: ignore[arg-type]
         finally:
             if not main.done():
                 await self._wind_down(main)
+            elif not main.cancelled():
+                main.exception()  # retrieved, however the reader left
+        if self._error is not None:
+            raise self._error
+        if not main.cancelled() and main.exception() is not None:
+            raise main.exception()  # type: ignore[misc]
+
+    def _fail(self, error: Exception) -> None:
+        """The caller's hook or the journal failed: send nothing more, end with ``error``."""
+        if self._error is None:
+            self._error = error
+            self._outcomes.put_nowait(_FAILED)
+        self._stopping = True
 
     async def _wind_down(self, main: asyncio.Task[None]) -> None:
         """Stop sending; let requests on the wire finish for a moment; then cancel the rest."""
@@ -320,7 +329,7 @@ class BulkJob(Generic[M]):
 
     async def _run(self) -> None:
         previous = await self.journal.load(self.job) if self.journal else {}
-        async with TaskGroup() as group:
+        async with task_group() as group:
             for _ in range(self.concurrency):
                 group.create_task(self._work())
             await self._feed(previous)
@@ -340,6 +349,13 @@ class BulkJob(Generic[M]):
                 item = self.operation.item(number, record, self.key)
             except CloudOnexError as error:  # a record that cannot be sent: failed, go on
                 await self._emit(Outcome(number, "failed", error=error))
+                continue
+            except (TypeError, ValueError) as error:  # one the checks did not foresee
+                refused = ValidationError(
+                    f"record {number} cannot be sent: {error}; nothing was sent", status=0
+                )
+                refused.__cause__ = error
+                await self._emit(Outcome(number, "failed", error=refused))
                 continue
             entry = previous.get(item.index)
             if entry is not None and await self._settled(item, entry):
@@ -387,29 +403,42 @@ class BulkJob(Generic[M]):
 
     async def _work(self) -> None:
         while (unit := await self._units.get()) is not None:
-            if self._stopping:
-                continue  # keep draining, so the feeder is never stuck
-            try:
+            if not self._stopping:  # else keep draining, so the feeder is never stuck
                 await self._send(unit)
-            except _Stopped:
-                continue  # the job is stopping: the unit is dropped, never sent
 
     async def _send(self, unit: list[Item], *, final: bool = False) -> None:
-        """Send one unit and hand its outcomes on (``final``: no recheck after this)."""
-        if len(unit) > 1 and self.operation.batching is not False:
-            outcomes = await self._batch(unit)
-            if outcomes is not None:
-                await self._finish(outcomes, unit, final=final)
+        """Send one unit and hand its outcomes on (``final``: no recheck after this).
+
+        A record the job stops before sending is dropped: it has no outcome, and a
+        rerun sends it. Without a batch path, the unit's records go out on their own,
+        ``concurrency`` at a time with the rest of the job.
+        """
+        try:
+            if len(unit) > 1 and self.operation.batching is not False:
+                async with self._lanes:
+                    outcomes = await self._batch(unit)
+                if outcomes is not None:
+                    await self._finish(outcomes, unit, final=final)
+                    return
+                await self._journal(unit, UNSENT)  # refused as a whole: nothing was done
+            if len(unit) == 1:
+                async with self._lanes:
+                    outcome = await self._one(unit[0])
+                await self._finish([outcome], unit, final=final)
                 return
-        for item in unit:  # one by one: each record's outcome is out as soon as it is known
-            await self._finish([await self._one(item)], [item], final=final)
+        except _Stopped:
+            return
+        async with task_group() as group:
+            for item in unit:
+                group.create_task(self._send([item], final=final))
 
     async def _one(self, item: Item) -> Outcome[M]:
         flight = _Flight([item])
         try:
             return await self.operation.one(item, self._on_send(flight))
-        except _NotSent:
-            return Outcome(item.index, "failed", item.key, error=self._not_sent())
+        except _NotSent:  # refused before a retry: an earlier attempt may have left
+            status: Status = "unknown" if flight.left else "failed"
+            return Outcome(item.index, status, item.key, error=self._not_sent())
         except CloudOnexError as error:
             self._halt_on(error, flight.left)
             return failure_outcome(item, error, self.operation.name, sent=flight.left)
@@ -421,7 +450,8 @@ class BulkJob(Generic[M]):
         try:
             return await self.operation.batch(unit, self._on_send(flight))
         except _NotSent:
-            return [Outcome(i.index, "failed", i.key, error=self._not_sent()) for i in unit]
+            status: Status = "unknown" if flight.left else "failed"
+            return [Outcome(i.index, status, i.key, error=self._not_sent()) for i in unit]
         except CloudOnexError as error:
             self._halt_on(error, flight.left)
             name = self.operation.name
@@ -474,7 +504,7 @@ class BulkJob(Generic[M]):
     ) -> None:
         """Journal ``outcomes``, then hand them on (unknown creates go to ``reconcile``)."""
         by_index = {item.index: item for item in items}
-        attempted = [o for o in outcomes if not isinstance(o.error, _NotSentError)]
+        attempted = [o for o in outcomes if not (o.status == "failed" and _never_sent(o))]
         await self._journal_outcomes(attempted, by_index)
         for outcome in outcomes:
             recheck = outcome.status == "unknown" and not self.operation.idempotent
@@ -500,11 +530,10 @@ class BulkJob(Generic[M]):
                     Outcome(item.index, "unknown", item.key, error=error, resumed=True)
                 )
             return
-        lanes = asyncio.Semaphore(self.concurrency)
         missing: list[Item] = []
 
         async def look_up(item: Item) -> None:
-            async with lanes:
+            async with self._lanes:
                 try:
                     found = await reconcile(item.source)
                 except CloudOnexError as error:  # the lookup failed: still unknown
@@ -524,21 +553,19 @@ class BulkJob(Generic[M]):
                 return
             model = self.operation.found(item, found)
             outcome: Outcome[M] = Outcome(item.index, "created", item.key, model, model.id)
-            await self._finish([outcome], [item], final=True)
+            try:
+                await self._finish([outcome], [item], final=True)
+            except _Stopped:
+                pass  # the journal failed: the job is ending
 
-        async with TaskGroup() as group:
+        async with task_group() as group:
             for item in items:
                 group.create_task(look_up(item))
         missing.sort(key=lambda item: item.index)
         size = self._unit_size()
-
-        async def resend(unit: list[Item]) -> None:
-            async with lanes:
-                await self._send(unit, final=True)
-
-        async with TaskGroup() as group:
+        async with task_group() as group:
             for n in range(0, len(missing), size):
-                group.create_task(resend(missing[n : n + size]))
+                group.create_task(self._send(missing[n : n + size], final=True))
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -572,7 +599,8 @@ class BulkJob(Generic[M]):
         try:
             await self.journal.write(entries)
         except Exception as error:  # a full disk, a lost Redis: the job cannot go on
-            raise _Fatal(error) from error
+            self._fail(error)
+            raise _Stopped from error
 
     async def _emit(self, outcome: Outcome[M]) -> None:
         self._in_flight.discard(outcome.index)
@@ -583,8 +611,10 @@ class BulkJob(Generic[M]):
         await self._room.acquire()
         self._outcomes.put_nowait(outcome)
         if self.on_progress is not None:
-            # The caller's hook: if it raises, the job ends with its error.
-            self.on_progress(self._progress())
+            try:
+                await call_hook(self.on_progress, self._progress())
+            except Exception as error:  # the caller's bug: the job ends with it
+                self._fail(error)
 
     def _progress(self) -> BulkProgress:
         done = sum(self._counts.values())
@@ -617,12 +647,23 @@ class _NotSentError(ConfigurationError):
     """The error of a record a halted job never sent (not journaled: it has no state)."""
 
 
+def _never_sent(outcome: Outcome[M]) -> bool:
+    return isinstance(outcome.error, _NotSentError)
+
+
 @attrs.define
 class _Flight:
     """One attempt to send some records: whether a request of it has left."""
 
     items: Sequence[Item]
     left: bool = False
+
+
+async def call_hook(hook: Callable[[R], object], value: R) -> None:
+    """Call a caller's hook with ``value``; await it if it is a coroutine function."""
+    result = hook(value)
+    if inspect.isawaitable(result):
+        await result
 
 
 async def each(records: Iterable[R] | AsyncIterable[R]) -> AsyncIterator[R]:

@@ -55,6 +55,7 @@ from ._protocol import (
     RetryPolicy,
     build_request,
     detect_profile,
+    may_have_acted,
     outcome_unknown,
     parse_response,
     retry_decision,
@@ -498,6 +499,7 @@ class Client:
         hooks = self._config.event_hooks
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
+        earlier: CloudOnexError | None = None  # an attempt the server may have acted on
         while True:
             attempt += 1
             grant = limiter.grant_nowait(priority, self._slots) or await limiter.grant(
@@ -555,10 +557,12 @@ class Client:
                 retry_after=retry_after,
             )
             if not decision.retry:
-                unknown = outcome_unknown(request.method, error)
+                unknown = outcome_unknown(request.method, error, earlier=earlier)
                 if unknown is not None:
                     raise unknown from error
                 raise error
+            if earlier is None and may_have_acted(error):
+                earlier = error
             limiter.note_retry()
             if hooks:
                 self._emit(

@@ -21,7 +21,7 @@ import logging
 import re
 import types
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, TypeVar, Union, cast, get_args, get_origin
 
@@ -40,11 +40,19 @@ M = TypeVar("M", bound=Model)
 #: DECIMAL holds at most 65 digits; this leaves room for any scale a server uses.
 MAX_AMOUNT_CHARS: Final = 100
 
-_PLAIN_AMOUNT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_PLAIN_AMOUNT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 # "1,234.50": a comma separates thousands only in this form. "12,50" (a decimal comma)
 # and "1,234" (which could be either) are not read: a guess would be a wrong amount.
-_GROUPED_AMOUNT: Final = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")
-_DIGITS: Final = re.compile(r"[+-]?\d+")
+_GROUPED_AMOUNT: Final = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+", re.ASCII)
+_DIGITS: Final = re.compile(r"[+-]?\d+", re.ASCII)
+# The formats read, the same on every Python: a date, or a date and time to the
+# microsecond, with an optional zone (``Z``, ``+02:00`` or ``+0200``).
+_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_DATETIME: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)?)?",
+    re.ASCII,
+)
 
 
 class UnreadableValueError(ValueError):
@@ -133,43 +141,55 @@ def to_int(value: object, _: object = None) -> int:
 
 
 def to_datetime(value: object, _: object = None) -> datetime:
-    """Read ISO-8601 (``Z`` included) or ``YYYY-MM-DD HH:MM:SS``.
+    """Read ``YYYY-MM-DD[THH:MM[:SS[.ffffff]]][zone]`` (a space for the ``T`` too).
 
-    A value without a zone (the shipped servers' format) stays naive: it is the
-    server's local time, which the API does not name.
+    A value with a zone (``Z``, ``+02:00``) is aware; one without (the shipped servers'
+    ``YYYY-MM-DD HH:MM:SS``) stays naive: it is the server's local time, which the API
+    does not name. More than six digits of a second, or a number, are not read.
     """
     if isinstance(value, datetime):
         return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError("is not a date and time (ISO-8601 or YYYY-MM-DD HH:MM:SS)") from None
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise ValueError("is not a plausible Unix time") from None
-    raise ValueError("is not a date and time")
+    match = _DATETIME.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("is not a date and time (YYYY-MM-DD HH:MM:SS, or ISO-8601)")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    tz = None
+    if zone in ("Z", "z"):
+        tz = timezone.utc
+    elif zone:
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        tz = timezone(-offset if zone[0] == "-" else offset)
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=tz,
+        )
+    except ValueError:
+        raise ValueError("is not a date and time that exists") from None
 
 
 def to_date(value: object, _: object = None) -> date:
-    """Read ``YYYY-MM-DD`` (a datetime's date part is accepted too)."""
+    """Read ``YYYY-MM-DD`` (a date and time's date part is accepted too)."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
     if isinstance(value, str) and len(value.strip()) > 10:
         return to_datetime(value).date()
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError("is not a date (YYYY-MM-DD)") from None
-    raise ValueError("is not a date")
+    match = _DATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("is not a date (YYYY-MM-DD)")
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise ValueError("is not a date that exists") from None
 
 
 def to_str(value: object, _: object = None) -> str:
@@ -218,7 +238,8 @@ def make_converter(*, lenient: bool = False, forbid_extra_keys: bool = False) ->
     converter.register_structure_hook(datetime, to_datetime)
     converter.register_structure_hook(date, to_date)
     converter.register_structure_hook(str, to_str)
-    converter.register_unstructure_hook(Decimal, str)
+    # Plain digits, never an exponent: "1E+3" is not an amount every server reads.
+    converter.register_unstructure_hook(Decimal, lambda amount: format(amount, "f"))
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_unstructure_hook(date, date.isoformat)
 
@@ -401,9 +422,9 @@ def read_input(data: object, cls: type[M], *, what: str) -> M:
         return CONVERTER.structure(data, cls)
     except UnreadableValueError as error:
         raise ValidationError(
-            f"{what}: {error.field} = {_show(error.value)} {error.reason}; nothing was sent",
+            f"{what} holds a value that cannot be sent; nothing was sent",
             status=0,
-            errors={error.field: error.reason},
+            errors={error.field: f"{_show(error.value)} {error.reason}"},
         ) from None
     except ValueError as error:
         raise ValidationError(f"{what}: {error}; nothing was sent", status=0) from None

@@ -132,12 +132,14 @@ class SyncOutcome(Generic[M]):
 class Deletion:
     """A remote record whose key was not in a ``delete_missing`` sync's input.
 
-    ``status`` is ``deleted``, ``failed``, or ``skipped`` (``max_deletes`` was reached).
+    ``status`` is ``deleted``, ``failed`` (the server certainly did not delete it),
+    ``unknown`` (the request left and its answer was lost: it may be gone), or
+    ``skipped`` (``max_deletes`` was reached).
     """
 
     key: str | None
     record_id: int | None
-    status: Literal["deleted", "failed", "skipped", "planned"]
+    status: Literal["deleted", "failed", "unknown", "skipped"]
     error: CloudOnexError | None = attrs.field(default=None, eq=False)
 
 
@@ -159,7 +161,8 @@ class SyncPlan:
 
     Attributes:
         strategy: ``"scan"`` or ``"lookup"``, as chosen. creates, updates, unchanged,
-            deletes, failed: counts. requests: the requests a real run will cost (the
+            deletes, failed: counts; settled: input records an earlier run with the
+            same journal settled (no request). requests: the requests a real run will cost (the
             finding included); requests_spent: what this dry run cost. eta_seconds:
             when a real run would end, from the budget's remaining requests and Reset.
         changes: every planned change.
@@ -175,13 +178,16 @@ class SyncPlan:
     requests_spent: int
     eta_seconds: float
     changes: list[PlannedChange] = attrs.field(repr=False)
+    settled: int = 0
 
     def summary(self) -> str:
         """One line: the plan and its cost."""
+        settled = f", {self.settled} settled by an earlier run" if self.settled else ""
         return (
             f"{self.creates} to create, {self.updates} to update, {self.unchanged} unchanged, "
-            f"{self.deletes} to delete, {self.failed} failed; about {self.requests} requests "
-            f"({self.strategy}), done in about {self.eta_seconds:.0f} s"
+            f"{self.deletes} to delete, {self.failed} failed{settled}; about "
+            f"{self.requests} requests ({self.strategy}), done in about "
+            f"{self.eta_seconds:.0f} s"
         )
 
 

@@ -195,16 +195,18 @@ class _Walk:
         count = len(info.items)
         number = self.done + 1
         last = is_last_page(info, number, seen=self.items)
-        if number == 1 and 0 < count < self.size and not last:
-            # Shorter than asked, yet not the end (or not proven to be): the server may
-            # cap its pages. Page 2 on asks for what page 1 held, so that both ways a
-            # server may count its offsets give the same records.
-            self._short_first = count
-            if info.total_records is not None:
-                self.learned = count  # the totals say more records follow: a cap
+        if number == 1 and count and count != self.size and not last:
+            # Not the size asked for, yet not the end (or not proven to be): the server
+            # has a page size of its own, often a silent cap. Page 2 on asks for what
+            # page 1 held, so that both ways a server may count its offsets give the
+            # same records, and totals are counted with it.
+            if count < self.size:
+                self._short_first = count
             self.size = count
         elif number == 2 and self._short_first is not None and count > 0:
-            self.learned = self._short_first  # page 1 was short, yet more followed: a cap
+            # Page 1 was short, yet more followed: a cap, remembered for later walks.
+            # (Totals alone do not prove it: some count rows that no page shows.)
+            self.learned = self._short_first
         if self.total_pages is None:
             self.total_pages = known_page_count(info, self.size)
         self.done = number

@@ -259,14 +259,16 @@ def _query_value(value: object) -> str:
         return "1" if value else "0"
     if isinstance(value, (date, datetime)):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")  # plain digits: "1E+3" is not an amount PHP reads
     return str(value)
 
 
 def _json_default(value: object) -> object:
-    # Money goes out as a string: JSON numbers would pass through float somewhere
-    # along the way, and PHP servers read form-style strings anyway.
+    # Money goes out as a string of plain digits: JSON numbers would pass through float
+    # somewhere along the way, and PHP servers read form-style strings anyway.
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     raise TypeError(f"cannot send a {type(value).__name__} as JSON")
@@ -984,16 +986,42 @@ def retry_decision(
     return RetryDecision(False, reason="not transient")
 
 
-def outcome_unknown(method: str, error: CloudOnexError) -> OutcomeUnknownError | None:
-    """Return an OutcomeUnknownError if a non-idempotent request may have been processed."""
-    if method.upper() in IDEMPOTENT_METHODS:
-        return None
-    uncertain = (
+def may_have_acted(error: CloudOnexError) -> bool:
+    """Whether the server may have acted on a request that ended with ``error``."""
+    return (
         (isinstance(error, TransportError) and error.request_sent)
         or isinstance(error, ServerError)
         or isinstance(error, ResponseParseError)
     )
-    if not uncertain or isinstance(error, OutcomeUnknownError):
+
+
+def outcome_unknown(
+    method: str, error: CloudOnexError, *, earlier: CloudOnexError | None = None
+) -> OutcomeUnknownError | None:
+    """Return an OutcomeUnknownError if a write may have been processed; else None.
+
+    A POST may have been processed when its (only) attempt ended uncertainly. An
+    idempotent write (PUT, DELETE) retried after an uncertain attempt (``earlier``) may
+    have been processed by that attempt, whatever the last one says, unless the last
+    one found no such record.
+    """
+    if isinstance(error, OutcomeUnknownError):
+        return None
+    if method.upper() in IDEMPOTENT_METHODS:
+        if method.upper() in ("GET", "HEAD", "OPTIONS") or earlier is None:
+            return None
+        if isinstance(error, NotFoundError) or may_have_acted(error):
+            return None  # gone, or (for a retried write) uncertain in its own right
+        reason = f"an earlier attempt may have been processed ({earlier.message})"
+        url = getattr(error, "url", "")
+        return OutcomeUnknownError(
+            f"{method} {url}: {reason}, and the last one failed ({error.message}); look "
+            "the record up before sending it again",
+            method=method,
+            url=url,
+            reason=reason,
+        )
+    if not may_have_acted(error):
         return None
     url = getattr(error, "url", "")
     if isinstance(error, TransportError):

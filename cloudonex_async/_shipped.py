@@ -217,13 +217,19 @@ def sanitize_text(text: str) -> str:
 
 def _escape(text: str) -> str:
     # Entities already in the text are read first, as the sanitizer's parser does.
-    plain = html.unescape(text)
+    plain = unescape_text(text)
     return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Only a whole entity, ended by ";": "Terms&notes" is text, not "Terms¬es".
+_ENTITY: Final = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def unescape_text(text: str) -> str:
     """Undo the escaping of stored text: the text as it was sent (markup kept)."""
-    return html.unescape(text) if "&" in text else text
+    if "&" not in text:
+        return text
+    return _ENTITY.sub(lambda entity: html.unescape(entity.group()), text)
 
 
 def as_stored_text(text: str) -> str:

@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -49,7 +48,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-from ._bulk import BudgetView, BulkJob, Operation, each, estimate_eta
+from ._bulk import BudgetView, BulkJob, Operation, call_hook, each, estimate_eta
 from ._journal import Journal, JournalEntry, open_journal
 from ._outcomes import (
     SYNC_DONE,
@@ -63,13 +62,9 @@ from ._outcomes import (
     SyncStatus,
 )
 from ._pagination import Page
+from ._tasks import task_group
 from .errors import CloudOnexError, ConfigurationError, OutcomeUnknownError, ValidationError
 from .models import Model
-
-if sys.version_info >= (3, 11):
-    from asyncio import TaskGroup
-else:  # pragma: no cover - the backport, on 3.10
-    from taskgroup import TaskGroup
 
 M = TypeVar("M", bound=Model)
 Strategy = Literal["auto", "scan", "lookup"]
@@ -147,7 +142,8 @@ def same(mine: object, theirs: object) -> bool:
 
     Amounts compare as numbers (``Decimal("100.00") == 100``); nested models on the
     fields the input side sets (a remote item's id or defaults are no change); lists item
-    by item; raw text that is a number compares as one.
+    by item. Text compares exactly; a number against text (an unknown field one side
+    holds as ``"100.00"`` and the other as ``100``) compares as numbers.
     """
     if isinstance(mine, Model) and isinstance(theirs, Model):
         for field in attrs.fields(type(mine)):
@@ -161,11 +157,16 @@ def same(mine: object, theirs: object) -> bool:
         return len(mine) == len(theirs) and all(
             same(a, b) for a, b in zip(mine, theirs, strict=True)
         )
+    if isinstance(mine, float):  # a caller's float, as written (0.1 is "0.1")
+        mine = Decimal(repr(mine))
     if mine == theirs:
         return True
-    if isinstance(mine, (str, int, Decimal)) and isinstance(theirs, (str, int, Decimal)):
-        try:
-            return Decimal(str(mine).strip()) == Decimal(str(theirs).strip())
+    if isinstance(mine, str) == isinstance(theirs, str):
+        return False  # two texts differ as text ("01234" is not "1234"), numbers as numbers
+    number, text = (theirs, mine) if isinstance(mine, str) else (mine, theirs)
+    if isinstance(number, (int, Decimal)) and not isinstance(number, bool):
+        try:  # a number one side sends as text the other side holds ("100.00" and 100)
+            return Decimal(str(text).strip()) == number
         except InvalidOperation:
             return False
     return False
@@ -253,6 +254,11 @@ class SyncJob(Generic[M]):
         return self._chosen
 
     @property
+    def outcomes(self) -> list[SyncOutcome[M]]:
+        """The outcomes known so far (before a run: those settled without a request)."""
+        return list(self._outcomes.values())
+
+    @property
     def failed_in_plan(self) -> int:
         """Input records that failed before any write (no key, ambiguous keys)."""
         return sum(1 for o in self._outcomes.values() if o.status == "failed")
@@ -261,6 +267,10 @@ class SyncJob(Generic[M]):
 
     async def plan(self) -> tuple[list[PlannedChange], list[M]]:
         """Read the input, find the remote records, and decide what to do with each."""
+        if self.delete_missing and self.strategy == "lookup":
+            raise ConfigurationError(
+                "delete_missing=True needs every remote record: use strategy='scan' or 'auto'"
+            )
         if self.delete_missing and (
             self.max_deletes is None or isinstance(self.max_deletes, bool) or self.max_deletes < 0
         ):
@@ -294,7 +304,10 @@ class SyncJob(Generic[M]):
             try:
                 self._inputs.append(self._input(index, record))
             except ValidationError as error:
-                self._outcomes[index] = SyncOutcome(index, "failed", error=error)
+                key = None
+                if isinstance(record, (Mapping, Model)) and not callable(self.key):
+                    key = _text(value_of(record, self.key))
+                self._outcomes[index] = SyncOutcome(index, "failed", key, error=error)
 
     def _input(self, index: int, record: object) -> _Input:
         what = f"input record {index}"
@@ -360,10 +373,6 @@ class SyncJob(Generic[M]):
         if choose == "auto":
             cheaper = complete or self.delete_missing or scan_cost <= len(missing)
             choose = "scan" if cheaper else "lookup"
-        if choose == "lookup" and self.delete_missing:
-            raise ConfigurationError(
-                "delete_missing=True needs every remote record: use strategy='scan' or 'auto'"
-            )
         self._chosen = choose
         if choose == "scan":
             # The walk ends only where its end is proven (an empty page or the totals),
@@ -384,7 +393,7 @@ class SyncJob(Generic[M]):
                     if model not in self._remote[item.norm]:
                         self._remote[item.norm].append(model)
 
-        async with TaskGroup() as group:
+        async with task_group() as group:
             for item in missing:
                 group.create_task(look_up(item))
 
@@ -473,7 +482,7 @@ class SyncJob(Generic[M]):
             by_index[c.index] for c in changes if c.action == "create" and c.index is not None
         ]
         updates = [c for c in changes if c.action == "update" and c.index is not None]
-        self._report()
+        await self._report()
         if creates:
             await self._create(creates)
         if updates:
@@ -489,7 +498,13 @@ class SyncJob(Generic[M]):
             # A create whose answer was lost: the record exists if its key does.
             item = by_payload[id(payload)]
             found = await self._look_up(item)
-            return found[0] if len(found) == 1 else None
+            if len(found) > 1:  # never "missing": a resend would add yet another copy
+                ids = ", ".join(str(m.id) for m in found)
+                raise OutcomeUnknownError(
+                    f"several remote records ({ids}) have the key {item.key!r}; this "
+                    "record was not sent again"
+                )
+            return found[0] if found else None
 
         job = BulkJob(
             self.creates,
@@ -506,7 +521,7 @@ class SyncJob(Generic[M]):
                 async for outcome in outcomes:
                     item = items[outcome.index]
                     self._outcomes[item.index] = self._from_bulk(item, outcome, item.payload)
-                    self._report()
+                    await self._report()
         finally:
             self.requests += job.requests
 
@@ -531,7 +546,7 @@ class SyncJob(Generic[M]):
                     if outcome.status == "unknown":
                         unknown.append((item, change))
                     self._outcomes[item.index] = self._from_bulk(item, outcome, change.changes)
-                    self._report()
+                    await self._report()
         finally:
             self.requests += job.requests
         for item, change in unknown:  # an answer was lost: see what the server holds
@@ -568,7 +583,9 @@ class SyncJob(Generic[M]):
             async with contextlib.aclosing(job.__aiter__()) as outcomes:
                 async for outcome in outcomes:
                     remote = allowed[outcome.index]
-                    status: Literal["deleted", "failed"] = "deleted" if outcome.ok else "failed"
+                    status: Literal["deleted", "failed", "unknown"] = (
+                        "deleted" if outcome.ok else outcome.status  # type: ignore[assignment]
+                    )
                     key = _text(self._remote_key_of(remote))
                     done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
         finally:
@@ -597,21 +614,22 @@ class SyncJob(Generic[M]):
     def _keep_eta(self, progress: BulkProgress) -> None:
         self._eta = progress.eta_seconds
 
-    def _report(self) -> None:
+    async def _report(self) -> None:
         """Tell ``on_progress`` where the sync stands: records settled out of the input."""
         if self.on_progress is None:
             return
         counts = {"succeeded": 0, "failed": 0, "unknown": 0}
         for outcome in self._outcomes.values():
             counts["succeeded" if outcome.ok else outcome.status] += 1
-        self.on_progress(
+        await call_hook(
+            self.on_progress,
             BulkProgress(
                 done=len(self._outcomes),
                 total=self._count,
                 eta_seconds=self._eta,
                 budget_remaining=self.budget.rate_limit.remaining,
                 **counts,
-            )
+            ),
         )
 
 
@@ -631,7 +649,7 @@ async def run_sync(job: SyncJob[M], *, dry_run: bool) -> SyncResult[M] | SyncPla
         if dry_run:
             return plan
         assert job.on_plan is not None
-        job.on_plan(plan)
+        await call_hook(job.on_plan, plan)
     return await job.run(changes, deletions)
 
 
@@ -650,6 +668,7 @@ def _summarize(job: SyncJob[M], changes: list[PlannedChange]) -> SyncPlan:
         unchanged=counted["unchanged"],
         deletes=counted["delete"],
         failed=job.failed_in_plan,
+        settled=sum(1 for o in job.outcomes if o.resumed),
         requests=requests,
         requests_spent=job.requests,
         eta_seconds=eta,

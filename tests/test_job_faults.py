@@ -5,6 +5,8 @@ task behind, and never loses or duplicates a record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -16,6 +18,7 @@ from cloudonex_async import (
     BulkProgress,
     Client,
     Customer,
+    Event,
     FileJournal,
     JournalEntry,
     ValidationError,
@@ -291,3 +294,110 @@ async def test_a_user_hook_in_reconcile_that_raises_leaves_the_record_unknown(
     assert "reconcile bug" in str(unknown.error)
     assert isinstance(unknown.error.__cause__ if unknown.error else None, Broken)
     assert len(emails(sandbox)) == 3  # nothing was sent again
+
+
+async def test_a_retried_update_the_server_may_have_applied_is_unknown_not_failed(
+    sandbox: SandboxServer, make_client: ClientFactory
+) -> None:
+    client = make_client(sandbox)
+    [rid] = sandbox.seed("customers", [{"account": "A", "phone": "1"}])
+    sandbox.inject("error", status=500, after_processing=True)  # applied, then failed
+    sandbox.inject("error", status=400)  # the retry is refused
+    result = await client.customers.bulk_update([(rid, {"phone": "555"})])
+    [outcome] = result.outcomes
+    assert sandbox.store["customers"][rid]["phone"] == "555"  # it was applied
+    assert outcome.status == "unknown"
+    assert "earlier attempt may have been processed" in str(outcome.error)
+
+
+async def test_a_batch_the_server_refuses_is_journaled_unsent_so_a_rerun_sends_it(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    sandbox = await make_sandbox(batch=False, latency=0.01)
+    client = make_client(sandbox)
+    journal = tmp_path / "job.journal"
+    job = asyncio.ensure_future(
+        client.customers.bulk_create(people(100), journal=str(journal), concurrency=2)
+    )
+    await wait_until(lambda: sandbox.count("create") >= 4)
+    job.cancel()
+    await asyncio.wait({job}, timeout=BOUND)
+    states = Counter(journal_states(journal).values())
+    assert states["unsent"] > 0  # refused as a batch, never sent one by one
+    assert states["sent"] <= 2  # at most what was on the wire when cancelled
+    rerun = await client.customers.bulk_create(people(100), journal=str(journal))  # no hook
+    assert len(rerun.succeeded) + len(rerun.unknown) == 100
+    assert len(rerun.unknown) <= 2
+    assert max(emails(sandbox).values()) == 1
+
+
+async def test_without_a_batch_path_the_job_keeps_its_concurrency(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox(batch=False, latency=0.02)
+    in_flight = peak = 0
+
+    def watch(event: Event) -> None:
+        nonlocal in_flight, peak
+        if event.kind == "request_sent":
+            in_flight += 1
+            peak = max(peak, in_flight)
+        elif event.kind == "response_received":
+            in_flight -= 1
+
+    client = make_client(sandbox, event_hooks=[watch])
+    result = await client.customers.bulk_create(people(60), concurrency=8)  # batch_size 100
+    assert len(result.succeeded) == 60
+    assert peak == 8  # one batch of 60 refused: its records go out eight at a time
+
+
+async def test_an_async_progress_hook_is_awaited(
+    sandbox: SandboxServer, make_client: ClientFactory
+) -> None:
+    client = make_client(sandbox)
+    seen: list[int] = []
+
+    async def hook(progress: BulkProgress) -> None:
+        await asyncio.sleep(0)
+        seen.append(progress.done)
+
+    await client.customers.bulk_create(people(5), batch_size=None, on_progress=hook)
+    assert seen == [1, 2, 3, 4, 5]
+
+
+async def test_a_job_whose_reader_stops_after_it_failed_leaves_no_unretrieved_error(
+    sandbox: SandboxServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = make_client(sandbox)
+    journal = str(tmp_path / "job.journal")
+    await client.customers.bulk_create(people(20), journal=journal)
+    changed = list(people(20))
+    changed[10]["account"] = "Changed"  # the job fails there: not the journal's input
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        stream = client.customers.bulk_create_iter(changed, journal=journal)
+        async with contextlib.aclosing(stream) as outcomes:
+            async for _ in outcomes:
+                await asyncio.sleep(0.05)  # meanwhile the job fails
+                break  # and the reader leaves before hearing of it
+        del stream, outcomes
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+async def test_a_record_with_keys_of_mixed_types_does_not_end_the_job(
+    sandbox: SandboxServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = make_client(sandbox)
+    odd: dict[object, object] = {"account": "x", 1: "y"}
+    records = [odd, {"account": "ok"}]
+    journal = str(tmp_path / "job.journal")
+    result = await client.customers.bulk_create(records, journal=journal)  # type: ignore[arg-type]
+    assert [o.status for o in result.outcomes] == ["created", "created"]
+    rerun = await client.customers.bulk_create(records, journal=journal)  # type: ignore[arg-type]
+    assert all(o.resumed for o in rerun.outcomes)  # the same digest both times

@@ -8,8 +8,15 @@ import contextlib
 import pytest
 import pytest_asyncio
 
-from cloudonex_async import Client, Customer, PaginationError
-from cloudonex_async.testing import SandboxServer
+from cloudonex_async import (
+    Client,
+    Customer,
+    LocalLimiter,
+    PaginationError,
+    RawResponse,
+    Request,
+)
+from cloudonex_async.testing import MockTransport, SandboxServer, json_response
 
 from .conftest import ClientFactory, SandboxFactory, wait_until
 
@@ -290,3 +297,43 @@ async def test_concurrent_pages_follow_the_page_size_really_served(
     items = await client.customers.list(concurrency=concurrency, prefetch=2).collect()
     assert [c.account for c in items] == [f"C{n}" for n in range(130)]
     assert sorted(pages_requested(sandbox)) == list(range(1, 8))
+
+
+def listing_server(rows: int, per_page: int, *, total: int | None = None) -> MockTransport:
+    """A server that serves ``per_page`` records a page whatever was asked for, and
+    reports ``total`` records (its count may include rows no page shows)."""
+
+    def handler(request: Request) -> RawResponse:
+        params = dict(request.params)
+        page = int(params.get("page", "1"))
+        start = (page - 1) * per_page
+        data = [
+            {"id": n + 1, "account": f"C{n}"} for n in range(start, min(rows, start + per_page))
+        ]
+        body: dict[str, object] = {"success": True, "data": data}
+        if total is not None:
+            body["meta"] = {"total_records": total}
+        return json_response(body)
+
+    return MockTransport(handler)
+
+
+async def test_a_count_that_includes_rows_no_page_shows_teaches_no_page_size() -> None:
+    server = listing_server(7, per_page=100, total=10)  # 7 real rows, 3 soft-deleted
+    async with Client(
+        base_url="https://crm.example.com", api_key="k", transport=server, limiter=LocalLimiter()
+    ) as client:
+        assert len(await client.customers.list().collect()) == 7
+        server.requests.clear()
+        await client.customers.list().collect()
+    assert dict(server.requests[0].params)["limit"] == "100"  # nothing learned
+
+
+async def test_a_first_page_larger_than_asked_counts_the_pages_with_its_size() -> None:
+    server = listing_server(400, per_page=200, total=400)  # ignores limit: 200 a page
+    async with Client(
+        base_url="https://crm.example.com", api_key="k", transport=server, limiter=LocalLimiter()
+    ) as client:
+        items = await client.customers.list(concurrency=4).collect()
+    assert len(items) == 400
+    assert sorted(int(dict(r.params)["page"]) for r in server.requests) == [1, 2]

@@ -28,6 +28,7 @@ from cloudonex_async import (
     UnsupportedError,
     ValidationError,
 )
+from cloudonex_async._shipped import as_stored_text, sanitize_text, unescape_text
 from cloudonex_async.testing import SandboxServer
 
 from .conftest import ClientFactory, SandboxFactory
@@ -405,3 +406,28 @@ async def test_invoice_item_text_is_stored_and_read_exactly_as_sent_on_a_shipped
     assert descriptions == ["Widget & Co", "a &amp; b"]
     invoice = await client.invoices.get(invoice_id)
     assert [i.description for i in invoice.items or []] == ["Widget & Co", "a &amp; b"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [  # as a running vendor server stored them
+        ("Müller & Söhne", "Müller &amp; Söhne"),
+        ("5 > 3", "5 &gt; 3"),
+        ("<b>x</b>", "<b>x</b>"),
+        ("Müller <GmbH>", "Müller"),
+        ('Say "hi", Zoë', 'Say "hi", Zoë'),
+    ],
+)
+async def test_the_shipped_sandbox_stores_text_as_the_vendors_sanitizer_does(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, sent: str, stored: str
+) -> None:
+    sandbox = await make_sandbox(style="shipped")
+    client = make_client(sandbox, profile="shipped")
+    created = await client.customers.create({"account": sent})
+    assert sandbox.store["customers"][created.id or 0]["account"] == stored
+
+
+def test_text_that_only_looks_like_an_entity_is_kept() -> None:
+    assert sanitize_text("Terms&notes") == "Terms&amp;notes"
+    assert unescape_text("Terms&amp;notes") == "Terms&notes"
+    assert as_stored_text("AT&amp;T") == "AT&T"  # a whole entity is read, as the server does

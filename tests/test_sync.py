@@ -21,6 +21,8 @@ from cloudonex_async import (
     LocalLimiter,
     Product,
     RedisJournal,
+    RetryPolicy,
+    ServerError,
     SyncError,
     SyncPlan,
     UnsupportedError,
@@ -385,3 +387,42 @@ async def test_a_redis_journal_resumes_whether_the_client_decodes_responses_or_n
         assert all(o.resumed for o in rerun.outcomes)
     finally:
         await redis.aclose()
+
+
+async def test_a_failed_lookup_raises_the_error_itself(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await seeded(make_sandbox, 20)
+    client = make_client(sandbox, retry=RetryPolicy(attempts=1))
+    sandbox.inject("error", status=503, count=50)
+    with pytest.raises(ServerError):  # not an ExceptionGroup: what callers catch
+        await client.customers.sync(people(3), key="email", strategy="lookup")
+
+
+async def test_a_plan_counts_what_an_earlier_run_settled_and_bad_records_keep_their_key(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    sandbox = await seeded(make_sandbox, 10)
+    client = make_client(sandbox)
+    records = nightly(10, changed=2, new=3)
+    journal = tmp_path / "nightly.journal"
+    await client.customers.sync(records, key="email", journal=journal)
+    plan = await client.customers.sync(records, key="email", journal=journal, dry_run=True)
+    assert (plan.creates, plan.updates, plan.unchanged, plan.settled) == (0, 0, 8, 5)
+    assert "5 settled by an earlier run" in plan.summary()
+    bad: list[object] = [{"account": True, "email": "odd@example.com"}]
+    result = await client.customers.sync(bad, key="email")  # type: ignore[arg-type]
+    assert result.outcomes[0].key == "odd@example.com"
+
+
+async def test_a_deletion_whose_answer_was_lost_is_unknown_not_failed(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await seeded(make_sandbox, 3)
+    client = make_client(sandbox, retry=RetryPolicy(attempts=1))
+    # The delete is processed, then the answer is a 500: maybe gone, maybe not.
+    sandbox.inject("error", status=500, after_processing=True, method="DELETE")
+    result = await client.customers.sync(people(2), key="email", delete_missing=True, max_deletes=5)
+    [deletion] = result.deletions
+    assert deletion.status == "unknown"
+    assert len(sandbox.records("customers")) == 2  # it was in fact deleted

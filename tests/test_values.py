@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cloudonex_async import Client, Customer, Invoice, Product, ResponseParseError, ValidationError
 from cloudonex_async._convert import CONVERTER, UnreadableValueError, to_decimal
+from cloudonex_async._protocol import encode_form, encode_json
 from cloudonex_async.testing import SandboxServer
 
 from .conftest import ClientFactory, SandboxFactory
@@ -176,3 +177,71 @@ def test_unknown_fields_stay_raw_and_text_fields_take_numbers() -> None:
     customer = CONVERTER.structure({"phone": 5551234, "tier": {"x": 1}}, Customer)
     assert customer.phone == "5551234"
     assert customer.extra == {"tier": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-05", datetime(2024, 1, 5)),
+        ("2024-01-05 10:00:00", datetime(2024, 1, 5, 10)),
+        ("2024-01-05T10:00:00.5", datetime(2024, 1, 5, 10, 0, 0, 500000)),
+        ("2024-01-05T10:00:00.000000Z", datetime(2024, 1, 5, 10, tzinfo=timezone.utc)),
+        ("2024-01-05T10:00+0200", datetime(2024, 1, 5, 10, tzinfo=timezone(timedelta(hours=2)))),
+        (
+            "2024-01-05 10:00:00-05:30",
+            datetime(2024, 1, 5, 10, tzinfo=timezone(-timedelta(hours=5, minutes=30))),
+        ),
+    ],
+)
+def test_dates_and_times_read_the_same_on_every_python(text: str, expected: datetime) -> None:
+    assert CONVERTER.structure({"created_at": text}, Product).created_at == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-05T10:00:00.1234567", "2024-W01-1", "20240105", "2024-02-30", "2024-01-05 25:00"],
+)
+def test_a_date_and_time_outside_the_formats_is_not_guessed(text: str) -> None:
+    with pytest.raises(UnreadableValueError, match="created_at"):
+        CONVERTER.structure({"created_at": text}, Product)
+    with pytest.raises(UnreadableValueError, match="created_at"):
+        CONVERTER.structure({"created_at": 20240105}, Product)  # a number is no date
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("price", "\u0661\u0662\u0663"),
+        ("id", "\uff11\uff12\uff13"),
+        ("created_at", "\u0662\u0660\u0662\u0664-01-05"),
+    ],
+)
+def test_digits_other_than_ascii_are_not_read(field: str, value: str) -> None:
+    with pytest.raises(UnreadableValueError, match=field):
+        CONVERTER.structure({field: value}, Product)
+
+
+async def test_what_is_sent_is_what_the_model_holds(client: Client, sandbox: SandboxServer) -> None:
+    await client.products.create({"name": "A", "price": "1,234.50", "tax_rate": Decimal("1E+1")})
+    stored = sandbox.records("products")[0]
+    assert (stored["price"], stored["tax_rate"]) == (Decimal("1234.50"), Decimal("10"))
+
+
+def test_amounts_go_out_as_plain_digits_never_an_exponent() -> None:
+    body = {"price": Decimal("1E+3"), "tax_rate": Decimal("5E-7")}
+    assert encode_json(body) == b'{"price":"1000","tax_rate":"0.0000005"}'
+    assert dict(encode_form(body)) == {"price": "1000", "tax_rate": "0.0000005"}
+    assert CONVERTER.unstructure(Product(price=Decimal("1E+3"))) == {"price": "1000"}
+
+
+async def test_text_compares_as_text_in_a_sync(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    sandbox = await make_sandbox()
+    sandbox.seed("customers", [{"account": "A", "email": "a@example.com", "zip": "1234"}])
+    client = make_client(sandbox)
+    result = await client.customers.sync(
+        [{"account": "A", "email": "a@example.com", "zip": "01234"}], key="email"
+    )
+    assert result.outcomes[0].status == "updated"
+    assert sandbox.records("customers")[0]["zip"] == "01234"

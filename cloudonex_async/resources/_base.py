@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -17,6 +18,7 @@ from collections.abc import (
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
+import cattrs
 
 from .._bulk import (
     DEFAULT_BATCH_SIZE,
@@ -47,6 +49,25 @@ from ._api import ClientAPI
 from ._operations import CreateOperation, DeleteOperation, UpdateOperation
 
 M = TypeVar("M", bound=Model)
+
+# One lenient converter per client, so each client warns once per field.
+_LENIENT: weakref.WeakKeyDictionary[ClientAPI, cattrs.Converter] = weakref.WeakKeyDictionary()
+_DECLARED: dict[type[Model], frozenset[str]] = {}
+
+
+def _converter_of(client: ClientAPI) -> cattrs.Converter:
+    if not client.config.lenient_values:
+        return converter_for(lenient=False)
+    if client not in _LENIENT:
+        _LENIENT[client] = converter_for(lenient=True)
+    return _LENIENT[client]
+
+
+def _declared(model: type[Model]) -> frozenset[str]:
+    """The fields ``model`` declares (not ``id`` or ``extra``)."""
+    names = frozenset(f.name for f in attrs.fields(model)) - {"id", "extra"}
+    _DECLARED[model] = names
+    return names
 
 
 async def _collect(outcomes: AsyncIterator[Outcome[M]], raise_on_error: bool) -> BulkResult[M]:
@@ -91,7 +112,7 @@ class Resource(Generic[M]):
         self._client = client
         # Whether the server has POST batch/<path> (None: not known yet); per client.
         self._batch: bool | None = None
-        self._converter = converter_for(lenient=client.config.lenient_values)
+        self._converter = _converter_of(client)
         # The server's profile, from the first call on (every call asks ``_ready``).
         self._profile: ServerProfile | None = None
         self._served = ServedPageSize()
@@ -225,7 +246,7 @@ class Resource(Generic[M]):
         retry_failed: bool = False,
         on_progress: Callable[[BulkProgress], object] | None = None,
         total: int | None = None,
-    ) -> AsyncIterator[Outcome[M]]:
+    ) -> AsyncGenerator[Outcome[M], None]:
         """Create many records; yield each record's Outcome as it is known.
 
         Every input record gets exactly one outcome: ``created``, ``failed`` (the server
@@ -697,8 +718,12 @@ class Resource(Generic[M]):
                 errors={"record": "must be a mapping or a model"},
             )
         payload = self._payload(data)
-        read_input(payload, self.model, what=what)
-        return payload
+        model = read_input(payload, self.model, what=what)
+        # The declared fields go out as the model holds them ("1,234.50" as "1234.50",
+        # "12" as 12), so the server gets what the library reads back.
+        held = self._converter.unstructure(model)
+        declared = _DECLARED.get(self.model) or _declared(self.model)
+        return {k: held[k] if k in declared and k in held else v for k, v in payload.items()}
 
     def _as_stored(self, payload: Mapping[str, object], what: str) -> M:
         """The model of ``payload`` as the server will hold it once sent and read back.

@@ -85,6 +85,7 @@ class Fault:
     status: int = 500
     after_processing: bool = False
     retry_after: float | None = None
+    method: str | None = None  # only a request with this method meets it
 
 
 class _Routes(Protocol):
@@ -235,9 +236,14 @@ class SandboxServer:
         status: int = 500,
         after_processing: bool = False,
         retry_after: float | None = None,
+        method: str | None = None,
     ) -> None:
-        """Make the next ``count`` requests meet this fault (before any random one)."""
-        self._injected.extend([Fault(kind, status, after_processing, retry_after)] * count)
+        """Make the next ``count`` requests meet this fault (before any random one).
+
+        With ``method`` (``"DELETE"``), only requests with that method meet it.
+        """
+        fault = Fault(kind, status, after_processing, retry_after, method)
+        self._injected.extend([fault] * count)
 
     def count(self, action: str | None = None, resource: str | None = None) -> int:
         """Count logged requests, optionally of one action (list, get, create, ...)."""
@@ -349,8 +355,10 @@ class SandboxServer:
         return headers, True
 
     def _draw_fault(self, method: str) -> Fault | None:
-        if self._injected:
-            return self._injected.popleft()
+        for fault in self._injected:
+            if fault.method in (None, method):
+                self._injected.remove(fault)
+                return fault
         f = self.faults
         roll = self._rng.random()
         after = method != "GET" and self._rng.random() < f.after_processing
