@@ -308,9 +308,11 @@ class BulkJob(Generic[M]):
 
     def _fail(self, error: Exception) -> None:
         """The caller's hook or the journal failed: send nothing more, end with ``error``."""
-        if self._error is None:
+        if self._error is None and not self._stopping:
             self._error = error
             self._outcomes.put_nowait(_FAILED)
+        else:  # the job is ending already: this one is not raised, so say it here
+            logger.warning("while the bulk job was stopping: %r", error)
         self._stopping = True
 
     async def _wind_down(self, main: asyncio.Task[None]) -> None:
