@@ -95,9 +95,7 @@ class SyncSource(Protocol[M]):
     path: str
     model: type[M]
 
-    def _checked_payload(self, data: object, what: str) -> dict[str, object]: ...
-
-    def _as_stored(self, payload: Mapping[str, object], what: str) -> M: ...
+    def _input_record(self, data: object, what: str) -> tuple[dict[str, object], M]: ...
 
     def _scan(self, page_size: int, on_send: OnSend) -> AsyncGenerator[Page[M], None]: ...
 
@@ -311,9 +309,8 @@ class SyncJob(Generic[M]):
 
     def _input(self, index: int, record: object) -> _Input:
         what = f"input record {index}"
-        payload = self.source._checked_payload(record, what)
+        payload, stored = self.source._input_record(record, what)
         payload.pop("id", None)
-        stored = self.source._as_stored(payload, what)
         if callable(self.key):
             try:
                 raw_key = compared = self.key(record)

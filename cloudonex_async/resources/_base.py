@@ -710,6 +710,20 @@ class Resource(Generic[M]):
             ValidationError: ``data`` is not a mapping or a model, or a value cannot be
                 read back (``status`` 0, the field in ``.errors``; nothing was sent).
         """
+        return self._input_record(data, what)[0]
+
+    def _input_record(self, data: object, what: str) -> tuple[dict[str, object], M]:
+        """The fields to send for ``data`` (checked), and the record as the server will
+        hold it once they are sent and read back (what a sync compares).
+
+        The declared fields go out as the model holds them (``"1,234.50"`` as
+        ``1234.50``, ``"12"`` as ``12``), so the server gets what the library reads
+        back. On shipped servers whose sanitizer rewrites text, the record holds the
+        text the sanitizer keeps (trimmed, unknown tags gone).
+
+        Raises:
+            ValidationError: as for :meth:`_checked_payload`.
+        """
         if not isinstance(data, (Mapping, Model)):
             raise ValidationError(
                 f"{what} is a {type(data).__name__}, not a mapping of fields or a "
@@ -719,23 +733,10 @@ class Resource(Generic[M]):
             )
         payload = self._payload(data)
         model = read_input(payload, self.model, what=what)
-        # The declared fields go out as the model holds them ("1,234.50" as "1234.50",
-        # "12" as 12), so the server gets what the library reads back.
         held = self._converter.unstructure(model)
         declared = _DECLARED.get(self.model) or _declared(self.model)
-        return {k: held[k] if k in declared and k in held else v for k, v in payload.items()}
-
-    def _as_stored(self, payload: Mapping[str, object], what: str) -> M:
-        """The model of ``payload`` as the server will hold it once sent and read back.
-
-        Sync compares this with the remote record. On shipped servers whose sanitizer
-        rewrites text, it is the text the sanitizer keeps (trimmed, unknown tags gone).
-
-        Raises:
-            ValidationError: a value cannot be read back (nothing was sent).
-        """
+        payload = {k: held[k] if k in declared and k in held else v for k, v in payload.items()}
         if self._sanitized():
-            payload = {
-                k: as_stored_text(v) if isinstance(v, str) else v for k, v in payload.items()
-            }
-        return read_input(payload, self.model, what=what)
+            stored = {k: as_stored_text(v) if isinstance(v, str) else v for k, v in payload.items()}
+            model = read_input(stored, self.model, what=what)
+        return payload, model
