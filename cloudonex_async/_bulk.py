@@ -661,6 +661,22 @@ class _Flight:
     left: bool = False
 
 
+def key_of(key: KeyFunction, record: object, what: str) -> object:
+    """The caller's ``key=`` function applied to ``record`` (``what`` names it).
+
+    Raises:
+        ValidationError: the function raised on this record (which is not sent).
+    """
+    try:
+        return key(record)
+    except Exception as error:
+        raise ValidationError(
+            f"{what}: key= raised {type(error).__name__}: {error}; nothing was sent",
+            status=0,
+            errors={"key": str(error) or type(error).__name__},
+        ) from error
+
+
 async def call_hook(hook: Callable[[R], object], value: R) -> None:
     """Call a caller's hook with ``value``; await it if it is a coroutine function."""
     result = hook(value)

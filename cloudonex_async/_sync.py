@@ -48,7 +48,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-from ._bulk import BudgetView, BulkJob, Operation, call_hook, each, estimate_eta
+from ._bulk import BudgetView, BulkJob, Operation, call_hook, each, estimate_eta, key_of
 from ._journal import Journal, JournalEntry, open_journal
 from ._outcomes import (
     SYNC_DONE,
@@ -312,14 +312,7 @@ class SyncJob(Generic[M]):
         payload, stored = self.source._input_record(record, what)
         payload.pop("id", None)
         if callable(self.key):
-            try:
-                raw_key = compared = self.key(record)
-            except Exception as error:
-                raise ValidationError(
-                    f"{what}: key= raised {type(error).__name__}: {error}; it was not synced",
-                    status=0,
-                    errors={"key": str(error) or type(error).__name__},
-                ) from error
+            raw_key = compared = key_of(self.key, record, what)
         else:
             raw_key = compared = value_of(record, self.key)
             if isinstance(raw_key, str) and self.key in payload:

@@ -29,6 +29,18 @@ async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> 
 
 ClientFactory = Callable[..., Client]
 
+
+def library_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks running code of the library itself (not the sandbox's, not the test's)."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code is not None else ""
+        if "cloudonex_async" in where and "testing" not in where:
+            found.append(task)
+    return found
+
+
 # Short timeouts and backoff keep fault tests fast; the behaviour is the same.
 FAST_RETRY = RetryPolicy(attempts=4, backoff_base=0.01, backoff_max=0.05)
 

@@ -25,7 +25,7 @@ from cloudonex_async import (
 )
 from cloudonex_async.testing import SandboxServer
 
-from .conftest import ClientFactory, SandboxFactory, wait_until
+from .conftest import ClientFactory, SandboxFactory, library_tasks, wait_until
 
 # A hang is a failure: each job must be over well within this.
 BOUND = 10.0
@@ -38,17 +38,6 @@ def people(count: int, start: int = 0) -> Iterator[dict[str, str]]:
 
 def emails(sandbox: SandboxServer) -> Counter[str]:
     return Counter(str(r["email"]) for r in sandbox.records("customers"))
-
-
-def library_tasks() -> list[asyncio.Task[object]]:
-    """Tasks running code of the library itself (not the sandbox's, not the test's)."""
-    found = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        where = code.co_filename if code is not None else ""
-        if "cloudonex_async" in where and "testing" not in where:
-            found.append(task)
-    return found
 
 
 def journal_states(path: Path) -> dict[int, str]:

@@ -53,6 +53,8 @@ from cloudonex_async import (
 from cloudonex_async._shipped import sanitize_text
 from cloudonex_async.testing import Faults, SandboxServer
 
+from .conftest import library_tasks
+
 T = TypeVar("T")
 
 EXAMPLES = int(os.environ.get("CLOUDONEX_STATEFUL_EXAMPLES", "0"))
@@ -130,17 +132,6 @@ class FullDisk(Journal):
             raise OSError(28, "No space left on device")
         self.good -= 1
         await self.file.write(entries)
-
-
-def library_tasks() -> list[asyncio.Task[Any]]:
-    """Tasks running the library's own code (not the sandbox's, not the test's)."""
-    found = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        where = code.co_filename if code is not None else ""
-        if "cloudonex_async" in where and "testing" not in where:
-            found.append(task)
-    return found
 
 
 class Jobs(RuleBasedStateMachine):

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from .._bulk import Item, KeyFunction, OnSend, digest
+from .._bulk import Item, KeyFunction, OnSend, digest, key_of
 from .._outcomes import Outcome
 from .._protocol import JSONValue, created_id
 from ..errors import (
@@ -32,16 +32,7 @@ M = TypeVar("M", bound=Model)
 
 def _key(index: int, record: object, key: KeyFunction | None) -> str | None:
     """The caller's key of a record; ValidationError if the key function raises on it."""
-    if key is None:
-        return None
-    try:
-        return str(key(record))
-    except Exception as error:
-        raise ValidationError(
-            f"record {index}: key= raised {type(error).__name__}: {error}; nothing was sent",
-            status=0,
-            errors={"key": str(error) or type(error).__name__},
-        ) from error
+    return None if key is None else str(key_of(key, record, f"record {index}"))
 
 
 def _record_id(index: int, value: object) -> int:
