@@ -435,29 +435,32 @@ class BulkJob(Generic[M]):
                 group.create_task(self._send([item], final=final))
 
     async def _one(self, item: Item) -> Outcome[M]:
-        flight = _Flight([item])
-        try:
-            return await self.operation.one(item, self._on_send(flight))
-        except _NotSent:  # refused before a retry: an earlier attempt may have left
-            status: Status = "unknown" if flight.left else "failed"
-            return Outcome(item.index, status, item.key, error=self._not_sent())
-        except CloudOnexError as error:
-            self._halt_on(error, flight.left)
-            return failure_outcome(item, error, self.operation.name, sent=flight.left)
-        finally:
-            self._land(flight)
+        async def send(on_send: OnSend) -> list[Outcome[M]]:
+            return [await self.operation.one(item, on_send)]
+
+        outcomes = await self._attempt([item], send)
+        assert outcomes is not None
+        return outcomes[0]
 
     async def _batch(self, unit: list[Item]) -> list[Outcome[M]] | None:
-        flight = _Flight(unit)
+        return await self._attempt(unit, lambda on_send: self.operation.batch(unit, on_send))
+
+    async def _attempt(
+        self,
+        items: Sequence[Item],
+        call: Callable[[OnSend], Awaitable[list[Outcome[M]] | None]],
+    ) -> list[Outcome[M]] | None:
+        """Run ``call`` (one request for ``items``); its error becomes their outcomes."""
+        flight = _Flight(items)
         try:
-            return await self.operation.batch(unit, self._on_send(flight))
-        except _NotSent:
+            return await call(self._on_send(flight))
+        except _NotSent:  # refused before a retry: an earlier attempt may have left
             status: Status = "unknown" if flight.left else "failed"
-            return [Outcome(i.index, status, i.key, error=self._not_sent()) for i in unit]
+            return [Outcome(i.index, status, i.key, error=self._not_sent()) for i in items]
         except CloudOnexError as error:
             self._halt_on(error, flight.left)
             name = self.operation.name
-            return [failure_outcome(i, error, name, sent=flight.left) for i in unit]
+            return [failure_outcome(i, error, name, sent=flight.left) for i in items]
         finally:
             self._land(flight)
 

@@ -378,8 +378,6 @@ def _unstructure_model(
 
 CONVERTER: Final = make_converter()
 """The default converter: unreadable values raise :class:`UnreadableValueError`."""
-LENIENT_CONVERTER: Final = make_converter(lenient=True)
-"""A lenient converter: unreadable values go to ``extra`` (each field warned of once)."""
 
 
 def converter_for(*, lenient: bool) -> cattrs.Converter:

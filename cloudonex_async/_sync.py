@@ -573,9 +573,9 @@ class SyncJob(Generic[M]):
             async with contextlib.aclosing(job.__aiter__()) as outcomes:
                 async for outcome in outcomes:
                     remote = allowed[outcome.index]
-                    status: Literal["deleted", "failed", "unknown"] = (
-                        "deleted" if outcome.ok else outcome.status  # type: ignore[assignment]
-                    )
+                    status: Literal["deleted", "failed", "unknown"] = "deleted"
+                    if not outcome.ok:
+                        status = "unknown" if outcome.status == "unknown" else "failed"
                     key = _text(self._remote_key_of(remote))
                     done[outcome.index] = Deletion(key, remote.id, status, outcome.error)
         finally:

@@ -35,9 +35,9 @@ from cloudonex_async import (
 )
 from cloudonex_async._convert import (
     CONVERTER,
-    LENIENT_CONVERTER,
     MAX_AMOUNT_CHARS,
     UnreadableValueError,
+    make_converter,
 )
 from cloudonex_async._protocol import (
     DEFAULT_HORIZON,
@@ -74,6 +74,7 @@ from cloudonex_async.models import (
 from cloudonex_async.testing import FakeClock, MockTransport
 
 NOW = 1_700_000_000.0
+LENIENT_CONVERTER = make_converter(lenient=True)
 KEY = "KEY-hypothesis-3c1d"
 MODELS: tuple[type[Model], ...] = (
     Customer,

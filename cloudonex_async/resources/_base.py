@@ -52,7 +52,6 @@ M = TypeVar("M", bound=Model)
 
 # One lenient converter per client, so each client warns once per field.
 _LENIENT: weakref.WeakKeyDictionary[ClientAPI, cattrs.Converter] = weakref.WeakKeyDictionary()
-_DECLARED: dict[type[Model], frozenset[str]] = {}
 
 
 def _converter_of(client: ClientAPI) -> cattrs.Converter:
@@ -61,13 +60,6 @@ def _converter_of(client: ClientAPI) -> cattrs.Converter:
     if client not in _LENIENT:
         _LENIENT[client] = converter_for(lenient=True)
     return _LENIENT[client]
-
-
-def _declared(model: type[Model]) -> frozenset[str]:
-    """The fields ``model`` declares (not ``id`` or ``extra``)."""
-    names = frozenset(f.name for f in attrs.fields(model)) - {"id", "extra"}
-    _DECLARED[model] = names
-    return names
 
 
 async def _collect(outcomes: AsyncIterator[Outcome[M]], raise_on_error: bool) -> BulkResult[M]:
@@ -734,7 +726,7 @@ class Resource(Generic[M]):
         payload = self._payload(data)
         model = read_input(payload, self.model, what=what)
         held = self._converter.unstructure(model)
-        declared = _DECLARED.get(self.model) or _declared(self.model)
+        declared = attrs.fields_dict(self.model).keys() - {"id", "extra"}
         payload = {k: held[k] if k in declared and k in held else v for k, v in payload.items()}
         if self._sanitized():
             stored = {k: as_stored_text(v) if isinstance(v, str) else v for k, v in payload.items()}
