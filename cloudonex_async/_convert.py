@@ -13,6 +13,11 @@ the record, the field and the value); the lenient one (``Client(lenient_values=T
 keeps the raw value in the model's ``extra`` under the field's name and logs one
 WARNING per field. ``make_converter(forbid_extra_keys=True)`` also refuses unknown
 keys; the tests use it to show drift.
+
+Fields that hold secrets (``Model.holds_secret``: a user's or customer's password hash,
+login tokens), declared or in ``extra``, are read as :class:`Secret`, and written out
+as the Secret itself: the resources leave it out of what they send, the CLI shows it
+masked.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._protocol import MAX_ID
+from ._secret import Secret, as_secret
 from .errors import ResponseParseError, ValidationError
 from .models import Model
 
@@ -208,7 +214,7 @@ def is_no_value(value: object, kind: type) -> bool:
     """
     if value is None:
         return True
-    if kind is str or not isinstance(value, str):
+    if kind in (str, Secret) or not isinstance(value, str):
         return False
     text = value.strip()
     return not text or (kind in (date, datetime) and text.startswith("0000-00-00"))
@@ -219,7 +225,7 @@ def _optional_of(kind: object) -> type | None:
     if get_origin(kind) not in (Union, types.UnionType):
         return None
     args = [a for a in get_args(kind) if a is not type(None)]
-    if len(args) == 1 and args[0] in (Decimal, int, date, datetime, str):
+    if len(args) == 1 and args[0] in (Decimal, int, date, datetime, str, Secret):
         return cast(type, args[0])
     return None
 
@@ -238,10 +244,13 @@ def make_converter(*, lenient: bool = False, forbid_extra_keys: bool = False) ->
     converter.register_structure_hook(datetime, to_datetime)
     converter.register_structure_hook(date, to_date)
     converter.register_structure_hook(str, to_str)
+    converter.register_structure_hook(Secret, lambda value, _: as_secret(to_str(value)))
     # Plain digits, never an exponent: "1E+3" is not an amount every server reads.
     converter.register_unstructure_hook(Decimal, lambda amount: format(amount, "f"))
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_unstructure_hook(date, date.isoformat)
+    # Kept as it is: never sent (see Resource._payload), shown masked (the CLI).
+    converter.register_unstructure_hook(Secret, lambda secret: secret)
 
     def optional(kind: object) -> Callable[[object, object], object]:
         inner = _optional_of(kind)
@@ -286,11 +295,33 @@ def _structure_model(
         cls, converter, extra=override(struct_hook=lambda value, _: value)
     )
 
+    secret: dict[object, bool] = {}  # holds_secret, by name: a row has ~100 columns
+
+    def holds_secret(name: object) -> bool:
+        found = secret.get(name)
+        if found is None:
+            found = isinstance(name, str) and cls.holds_secret(name)
+            if len(secret) < 4096:  # a server inventing names grows no cache
+                secret[name] = found
+        return found
+
+    def hidden(value: object) -> object:
+        """An unknown field's value with the secrets nested in it held as Secret."""
+        if isinstance(value, Mapping):
+            return {k: as_secret(v) if holds_secret(k) else hidden(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hidden(v) for v in value]
+        return value
+
     def structure(data: object, _: object) -> M:
         if not isinstance(data, Mapping):
             raise ValueError(f"a {cls.__name__} must be a JSON object, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names}
+        extra = {
+            k: as_secret(v) if holds_secret(k) else hidden(v)
+            for k, v in data.items()
+            if k not in names
+        }
         if forbid_extra_keys and extra:
             raise ValueError(f"unknown {cls.__name__} fields: {sorted(extra)}")
         try:

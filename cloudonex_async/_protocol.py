@@ -9,6 +9,7 @@ table-style without a network.
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
 import math
@@ -78,12 +79,63 @@ logger = logging.getLogger("cloudonex_async")
 # --------------------------------------------------------------------------- secrets
 
 
+# A piece of the secret this long, where a text ends (or starts), is masked too: the
+# server may have cut its own message in the middle of the key.
+_MIN_SECRET_PIECE = 8
+
+
+@functools.lru_cache(maxsize=8)
+def _spellings(secret: str) -> tuple[str, ...]:
+    """The ways a text may spell ``secret``: raw, URL-encoded, JSON- or HTML-escaped."""
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        escaped,
+        escaped.replace("/", "\\/"),  # PHP's json_encode escapes slashes
+        html.escape(secret),
+    }
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _longest_spelling(secret: str) -> int:
+    """The length of the longest spelling of ``secret`` (0 for none)."""
+    return len(_spellings(secret)[0]) if secret else 0
+
+
 def redact(text: str, secret: str) -> str:
-    """Return ``text`` with every spelling of ``secret`` (raw or URL-encoded) replaced."""
+    """Return ``text`` with every spelling of ``secret`` replaced by ``<redacted>``.
+
+    The spellings are the raw key and its URL-encoded, JSON-escaped and HTML-escaped
+    forms; a piece of a key (8 characters or more) that ends or starts the text is
+    replaced too. Redact before cutting a text to length: a key cut in two is no
+    longer found whole.
+    """
     if not secret:
         return text
-    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-        text = text.replace(form, REDACTED)
+    forms = _spellings(secret)
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    for form in forms:
+        if len(form) <= _MIN_SECRET_PIECE:
+            continue
+        # The text ends with the key's first characters: where its tail holds them.
+        tail = text[-(len(form) - 1) :]
+        at = tail.find(form[:_MIN_SECRET_PIECE])
+        while at != -1:
+            if form.startswith(tail[at:]):
+                text = text[: len(text) - len(tail) + at] + REDACTED
+                break
+            at = tail.find(form[:_MIN_SECRET_PIECE], at + 1)
+        # The text starts with the key's last characters.
+        at = form.find(text[:_MIN_SECRET_PIECE], 1) if len(text) >= _MIN_SECRET_PIECE else -1
+        while at != -1:
+            if text.startswith(form[at:]):
+                text = REDACTED + text[len(form) - at :]
+                break
+            at = form.find(text[:_MIN_SECRET_PIECE], at + 1)
     return text
 
 
@@ -162,6 +214,8 @@ class Request:
     secret: str = attrs.field(default="", repr=False)
     #: Seconds from now beyond which a Reset, Retry-After or clock skew is garbage.
     horizon: float = DEFAULT_HORIZON
+    #: Seconds for this request's whole exchange; None: the transport's own timeout.
+    timeout: float | None = None
 
     @property
     def resource(self) -> str:
@@ -417,18 +471,19 @@ def read_envelope(raw: RawResponse, now: float) -> Envelope:
             return _parse_non_json(raw, now)
     if raw.status >= 400:
         body_obj = decoded if isinstance(decoded, dict) else {}
-        raise _failure(raw, _message_of(body_obj) or _status_phrase(raw.status), body_obj, now)
+        said = _message_of(body_obj, _secret(raw))
+        raise _failure(raw, said or _status_phrase(raw.status), body_obj, now)
     if not isinstance(decoded, dict):
         return Envelope(decoded)  # a bare array (legacy listing) or scalar
     if decoded.get("success") is False or decoded.get("error") is True:
         raise _failure(
             raw,
-            _message_of(decoded) or "the server reported a failure without a message",
+            _message_of(decoded, _secret(raw)) or "the server reported a failure without a message",
             decoded,
             now,
         )
     message = decoded.get("message")
-    message_text = message if isinstance(message, str) else None
+    message_text = redact(message, _secret(raw)) if isinstance(message, str) else None
     if "success" in decoded or "data" in decoded:
         return Envelope(decoded.get("data"), message_text, decoded)
     if "error" in decoded:  # legacy create answer: {"error": false, "contact_id": "12", ...}
@@ -490,8 +545,7 @@ def _failure(
             method=raw.method,
             url=raw.url,
         )
-    secret = _secret(raw)
-    errors = {redact(k, secret): redact(v, secret) for k, v in _errors_of(body).items()}
+    errors = _errors_of(body, _secret(raw))  # scrubbed before they were cut
     if (
         request is not None
         and request.body_encoding == "json"
@@ -601,47 +655,59 @@ def _status_phrase(status: int) -> str:
 
 
 def excerpt(body: bytes, secret: str = "") -> str:
-    """Return the first characters of a body, for error messages (``secret`` scrubbed)."""
-    return redact(body[: EXCERPT_CHARS + len(secret)].decode("utf-8", "replace"), secret)[
-        :EXCERPT_CHARS
-    ].strip()
+    """Return the first characters of a body, for error messages (``secret`` scrubbed).
+
+    The key is scrubbed before the text is cut, from enough of the body (up to four
+    bytes a character) that a key starting within the excerpt is found whole.
+    """
+    head = body[: 4 * (EXCERPT_CHARS + _longest_spelling(secret))].decode("utf-8", "replace")
+    return redact(head, secret)[:EXCERPT_CHARS].strip()
 
 
-def _message_of(body: Mapping[str, JSONValue]) -> str:
+# The server's words are scrubbed of the key (``secret``) before they are cut to length.
+
+
+def _message_of(body: Mapping[str, JSONValue], secret: str = "") -> str:
     message = body.get("message")
     if isinstance(message, list):
-        text = "; ".join(_text(m) for m in message[:MAX_FIELD_ERRORS])
+        text = "; ".join(_text(m, secret) for m in message[:MAX_FIELD_ERRORS])
     else:
-        text = _text(message) if message not in (None, "") else ""
+        text = _text(message, secret) if message not in (None, "") else ""
     return text[:MAX_MESSAGE_CHARS]
 
 
-def _errors_of(body: Mapping[str, JSONValue]) -> dict[str, str]:
+def _errors_of(body: Mapping[str, JSONValue], secret: str = "") -> dict[str, str]:
     errors = body.get("errors")
     if isinstance(errors, dict):
         pairs = list(errors.items())[:MAX_FIELD_ERRORS]
-        return {_text(k)[:100]: _flatten_message(v) for k, v in pairs}
+        return {_text(k, secret)[:100]: _flatten_message(v, secret) for k, v in pairs}
     if isinstance(errors, list):
-        return {str(i): _flatten_message(v) for i, v in enumerate(errors[:MAX_FIELD_ERRORS])}
+        return {
+            str(i): _flatten_message(v, secret) for i, v in enumerate(errors[:MAX_FIELD_ERRORS])
+        }
     message = body.get("message")
     if isinstance(message, list):  # legacy: every problem in order, no field names
-        return {str(i): _flatten_message(v) for i, v in enumerate(message[:MAX_FIELD_ERRORS])}
+        return {
+            str(i): _flatten_message(v, secret) for i, v in enumerate(message[:MAX_FIELD_ERRORS])
+        }
     return {}
 
 
-def _flatten_message(value: JSONValue) -> str:
+def _flatten_message(value: JSONValue, secret: str = "") -> str:
     if isinstance(value, list):
-        return "; ".join(_text(v) for v in value[:MAX_FIELD_ERRORS])[:MAX_MESSAGE_CHARS]
-    return _text(value)[:MAX_MESSAGE_CHARS]
+        return "; ".join(_text(v, secret) for v in value[:MAX_FIELD_ERRORS])[:MAX_MESSAGE_CHARS]
+    return _text(value, secret)[:MAX_MESSAGE_CHARS]
 
 
-def _text(value: object) -> str:
-    """A server's value as short text: nested structures are not walked whole."""
-    if isinstance(value, str):
-        return value[:MAX_MESSAGE_CHARS]
+def _text(value: object, secret: str = "") -> str:
+    """A server's value as short text (scrubbed, then cut): nested structures are not
+    walked whole."""
     if isinstance(value, (list, dict)):
         return f"<a JSON {'list' if isinstance(value, list) else 'object'}>"
-    return str(value)[:MAX_MESSAGE_CHARS]
+    text = value if isinstance(value, str) else str(value)
+    # Enough of it that a key starting within the kept part is found whole.
+    text = text[: MAX_MESSAGE_CHARS + _longest_spelling(secret)]
+    return redact(text, secret)[:MAX_MESSAGE_CHARS]
 
 
 _HINTS = {
@@ -760,7 +826,8 @@ def profile_of(raw: RawResponse, now: float) -> ProfileName:
         return "documented"
     if raw.status in (401, 403, 429) or raw.status >= 500:
         body = decoded if isinstance(decoded, dict) else {}
-        raise _failure(raw, _message_of(body) or _status_phrase(raw.status), body, now)
+        message = _message_of(body, _secret(raw)) or _status_phrase(raw.status)
+        raise _failure(raw, message, body, now)
     if _case_insensitive(raw.headers).get(_REMAINING) is not None:
         return "documented"
     if isinstance(decoded, list):

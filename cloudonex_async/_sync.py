@@ -62,6 +62,7 @@ from ._outcomes import (
     SyncStatus,
 )
 from ._pagination import Page
+from ._secret import Secret
 from ._tasks import task_group
 from .errors import CloudOnexError, ConfigurationError, OutcomeUnknownError, ValidationError
 from .models import Model
@@ -141,8 +142,14 @@ def same(mine: object, theirs: object) -> bool:
     Amounts compare as numbers (``Decimal("100.00") == 100``); nested models on the
     fields the input side sets (a remote item's id or defaults are no change); lists item
     by item. Text compares exactly; a number against text (an unknown field one side
-    holds as ``"100.00"`` and the other as ``100``) compares as numbers.
+    holds as ``"100.00"`` and the other as ``100``) compares as numbers. A secret
+    compares by its value (a token the caller gives is no change to the same token).
     """
+    if isinstance(mine, Secret) or isinstance(theirs, Secret):
+        return same(
+            mine.get_secret_value() if isinstance(mine, Secret) else mine,
+            theirs.get_secret_value() if isinstance(theirs, Secret) else theirs,
+        )
     if isinstance(mine, Model) and isinstance(theirs, Model):
         for field in attrs.fields(type(mine)):
             if field.name in ("id", "extra"):

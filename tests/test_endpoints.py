@@ -57,7 +57,7 @@ async def test_users_on_shipped_code_never_show_their_secrets(
     assert [u.username for u in listed] == ["bob"]
     secrets = [str(row[k]) for k in ("password", "autologin", "api_token")]
     assert isinstance(fetched.extra["password"], Secret)
-    assert fetched.extra["password"] == row["password"]  # kept, usable
+    assert fetched.extra["password"].get_secret_value() == row["password"]  # kept, usable
     shown = [repr(fetched), str(fetched), repr(fetched.extra), repr(listed), str(listed)]
     shown += [r.getMessage() for r in caplog.records]
     for text in shown:

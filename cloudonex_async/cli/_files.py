@@ -11,6 +11,7 @@ from typing import IO, Literal
 import attrs
 
 from .._convert import CONVERTER
+from .._secret import MASK, Secret
 from ..models import Model
 
 Format = Literal["jsonl", "csv", "table"]
@@ -31,12 +32,18 @@ def read_records(path: str | Path) -> Iterator[dict[str, object]]:
 
     CSV cells that are empty are left out (the server keeps its value), and so are
     columns whose name starts with ``_`` (such as the ``_error`` column of a failures
-    file), so a failures file can be fixed and imported as it is.
+    file), so a failures file can be fixed and imported as it is. A value that is a
+    masked secret (``********``, as an export writes a password hash) is left out too:
+    the server keeps its secret, which the mask would otherwise replace.
     """
     if format_of(path) == "csv":
         with open(path, newline="", encoding="utf-8-sig") as handle:
             for row in csv.DictReader(handle):
-                yield {k: v for k, v in row.items() if k and not k.startswith("_") and v != ""}
+                yield {
+                    k: v
+                    for k, v in row.items()
+                    if k and not k.startswith("_") and v not in ("", MASK)
+                }
         return
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -48,7 +55,7 @@ def read_records(path: str | Path) -> Iterator[dict[str, object]]:
                 raise ValueError(f"{path}, line {number}: not JSON ({error})") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}, line {number}: a record must be a JSON object")
-            yield {k: v for k, v in record.items() if not k.startswith("_")}
+            yield {k: v for k, v in record.items() if not k.startswith("_") and v != MASK}
 
 
 def count_records(path: str | Path) -> int:
@@ -57,14 +64,29 @@ def count_records(path: str | Path) -> int:
 
 
 def as_row(record: Model | Mapping[str, object]) -> dict[str, object]:
-    """A model or mapping as plain JSON-ready values (unknown fields included)."""
+    """A model or mapping as plain JSON-ready values (unknown fields included).
+
+    Secrets (a password hash, a token) are shown masked: ``********``, or ``""`` for an
+    empty one.
+    """
     if isinstance(record, Model):
         row: dict[str, object] = CONVERTER.unstructure(record)
         fields = [f.name for f in attrs.fields(type(record)) if f.name != "extra"]
         ordered = {name: row[name] for name in fields if name in row}
         ordered.update({k: v for k, v in row.items() if k not in ordered})
-        return ordered
-    return dict(record)
+        return {k: _masked(v) for k, v in ordered.items()}
+    return {k: _masked(v) for k, v in record.items()}
+
+
+def _masked(value: object) -> object:
+    """``value`` with every Secret in it (nested too) as its masked text."""
+    if isinstance(value, Secret):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _cell(value: object) -> str:

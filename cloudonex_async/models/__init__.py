@@ -1,5 +1,6 @@
 """attrs models of the CloudOnex records: the ten resources, users, reports and webhooks."""
 
+from .._secret import Secret
 from ._base import Model
 from .customer import Customer
 from .invoice import Invoice, InvoiceItem
@@ -12,7 +13,7 @@ from .report import FinancialReport
 from .supplier import Supplier
 from .ticket import Ticket
 from .transaction import Transaction
-from .user import Secret, User
+from .user import User
 from .webhook import Webhook
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 import attrs
 
@@ -11,7 +12,16 @@ from ._base import Model
 
 @attrs.frozen(kw_only=True)
 class Customer(Model):
-    """A customer (contact) record."""
+    """A customer (contact) record.
+
+    Shipped servers send the customer portal's ``password`` (a bcrypt hash), ``token``,
+    ``autologin`` and ``pwresetkey`` with every customer; they are kept in ``extra`` as
+    :class:`~cloudonex_async.Secret` values, which are never shown and never sent back.
+    """
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"password", "token", "autologin", "pwresetkey"}
+    )
 
     account: str | None = None
     email: str | None = None

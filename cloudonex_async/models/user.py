@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 import attrs
 
 from ._base import Model
 
 
-class Secret(str):
-    """A secret the server sent (a password hash, a token): usable, never shown in a repr."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Secret('<redacted>')"
-
-
 @attrs.frozen(kw_only=True)
 class User(Model):
     """A staff user. ``user_type`` is the role (shipped servers take a role id on create).
 
-    Shipped servers send the password hash and login tokens with every user; they are
-    kept in ``extra`` as :class:`Secret` values, which never show in a repr or a log.
+    Shipped servers send the password hash and login tokens with every user
+    (``password``, ``pwresetkey``, ``autologin``, ``api_token``, ``at``, ``pin``); they
+    are kept in ``extra`` as :class:`~cloudonex_async.Secret` values, which are never
+    shown and never sent back.
     """
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"password", "pwresetkey", "autologin", "api_token", "at", "pin"}
+    )
 
     username: str | None = None
     fullname: str | None = None

@@ -33,6 +33,7 @@ from .._pagination import DEFAULT_PAGE_SIZE, Page, Paginator, ServedPageSize
 from .._profile import ServerProfile
 from .._protocol import Envelope, created_id, format_id
 from .._ratelimit import Priority
+from .._secret import revealed, without_secrets
 from .._shipped import as_stored_text, unescape_text
 from .._sync import Normalize, Strategy, SyncJob, default_normalize, run_sync
 from ..errors import (
@@ -687,13 +688,20 @@ class Resource(Generic[M]):
         return read_record(self._converter, data, self.model, source=source or self.path)
 
     def _payload(self, data: RecordInput) -> dict[str, object]:
-        """A mapping or model as the JSON-ready fields to send."""
+        """A mapping or model as the JSON-ready fields to send.
+
+        Fields whose value is a :class:`~cloudonex_async.Secret` (what the server sent:
+        a password hash, a token) are left out, nested ones too: sent back, a hash would
+        become the new password. A plain ``str`` is sent as given.
+        """
         if isinstance(data, Model):
             payload: dict[str, object] = self._converter.unstructure(data)
             payload.pop("id", None)
-            return payload
-        unstructured: dict[str, object] = self._converter.unstructure(dict(data))
-        return unstructured
+        else:
+            payload = self._converter.unstructure(dict(data))
+        sendable = without_secrets(payload)
+        assert isinstance(sendable, dict)
+        return sendable
 
     def _checked_payload(self, data: object, what: str) -> dict[str, object]:
         """The fields to send for ``data``, checked: every value must read back exactly.
@@ -727,6 +735,9 @@ class Resource(Generic[M]):
         model = read_input(payload, self.model, what=what)
         held = self._converter.unstructure(model)
         declared = attrs.fields_dict(self.model).keys() - {"id", "extra"}
+        # Every Secret the model holds now is one the caller gave as plain text (the
+        # server's were left out of the payload): it goes out as given.
+        held = revealed(held)
         payload = {k: held[k] if k in declared and k in held else v for k, v in payload.items()}
         if self._sanitized():
             stored = {k: as_stored_text(v) if isinstance(v, str) else v for k, v in payload.items()}

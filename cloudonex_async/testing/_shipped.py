@@ -76,7 +76,7 @@ _CUSTOMER_EXTRA_COLUMNS: Final = (
     "shipping_address shipping_city shipping_state shipping_zip shipping_country "
     "vat_number credit_limit payment_terms discount price_group is_supplier "
     "is_customer portal_access email_verified phone_verified two_factor api_token "
-    "remember_token pwresetkey last_contacted next_followup custom1 custom2 custom3 "
+    "token remember_token pwresetkey last_contacted next_followup custom1 custom2 custom3 "
     "custom4 custom5 c1 c2 c3 c4 c5"
 ).split()
 _INVOICE_EXTRA_COLUMNS: Final = (
@@ -358,6 +358,8 @@ class ShippedRoutes:
                     "pwresetkey": "",
                     "autologin": "c0ffee5e1f0d4e6a9b8c7d6e5f4a3b2c",
                     "api_token": "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+                    "at": "5d41402abc4b2a76b9719d911017c592",
+                    "pin": "",
                     "status": "Active",
                     "last_login": None,
                     "created_at": stamp,
