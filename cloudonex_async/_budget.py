@@ -16,6 +16,22 @@
   left in the window divided by the requests left in it.
 - A pause (after a 429) stops every grant until it ends; bulk grants leave a reserve.
 
+What the budget shows as the window's length (``window_seconds`` of a snapshot) is the
+best figure known, and ``window_confirmed`` says whether it is the server's:
+
+- Before any Reset: the configured ``period``, not confirmed.
+- After one Reset, ``r`` seconds ahead: an estimate, not confirmed. If the limit in
+  force is still the configured one (the server announced the same, or none) and
+  ``r`` is within ``period`` (give or take :data:`READING_SLACK`), the server has not
+  contradicted the configuration: ``period``. Otherwise twice ``r`` (an answer at a
+  random moment of a window finds half of it left, on average), no longer than
+  ``period`` unless ``r`` itself is.
+- Once two successive Resets have told the length: the server's, confirmed.
+
+The window bookkeeping above does not use that estimate: until two Resets tell the
+length, it assumes its own guess (twice ``r``, never more than ``period``) for the
+window after the first, and for smooth pacing.
+
 :class:`MemoryStore` keeps a Budget for one process; the Redis store
 (:mod:`cloudonex_async.limiters`) keeps the same state in Redis, by the same rules.
 """
@@ -28,7 +44,7 @@ from typing import Literal
 
 import attrs
 
-from ._protocol import RateLimitInfo
+from ._protocol import MIN_CORRECTED_SKEW, RateLimitInfo
 
 Priority = Literal["interactive", "bulk"]
 Pacing = Literal["burst", "smooth"]
@@ -37,6 +53,9 @@ DEFAULT_RESET_MARGIN = 0.05
 # Reset values sent as "seconds from now" wobble by a second between answers of one
 # window (each is rounded where it is read); epochs within this much name one window.
 RELATIVE_TOLERANCE = 1.5
+#: How much further a Reset read on the local clock may seem than the window reaches: an
+#: uncorrected clock skew (under two seconds) plus a Reset rounded to the second.
+READING_SLACK = MIN_CORRECTED_SKEW + RELATIVE_TOLERANCE
 
 
 def reserve_size(limit: int, fraction: float) -> int:
@@ -47,6 +66,21 @@ def reserve_size(limit: int, fraction: float) -> int:
     return math.ceil(limit * fraction - 1e-9)
 
 
+def estimate_window(period: float, agrees: bool, time_left: float) -> float:
+    """The window's length as best told by one Reset, ``time_left`` seconds ahead.
+
+    ``agrees``: the limit in force is the configured one. Then, while the Reset lies
+    within ``period`` (give or take :data:`READING_SLACK`), nothing contradicts the
+    configured window: ``period``. Otherwise twice the time left (an answer arriving
+    at a random moment of a window finds, on average, half of it left), no longer than
+    ``period`` unless the Reset itself is further. (The Redis store does the same.)
+    """
+    if agrees and time_left <= period + READING_SLACK:
+        return period
+    guess = max(2 * time_left, 1.0)
+    return min(guess, period) if time_left <= period else guess
+
+
 @attrs.frozen
 class BudgetSnapshot:
     """The budget at one moment.
@@ -54,9 +88,12 @@ class BudgetSnapshot:
     Attributes:
         limit: requests per window. remaining: requests left in it (by the larger of
             the two counts). window_end: local epoch seconds the window ends (None
-            before the server announced one). window_seconds: the window's length (the
-            server's, once learned, else the configured period). reserve: requests of
-            each window bulk work leaves to interactive calls.
+            before the server announced one). window_seconds: the window's length, the
+            best figure known: the server's once two Resets have told it, else an
+            estimate from the one Reset seen, else the configured period (see the
+            module docstring). reserve: requests of each window bulk work leaves to
+            interactive calls. window_confirmed: whether ``window_seconds`` is the
+            server's (two successive Resets told it) rather than an estimate.
     """
 
     limit: int
@@ -64,6 +101,7 @@ class BudgetSnapshot:
     window_end: float | None
     window_seconds: float
     reserve: int
+    window_confirmed: bool = False
 
 
 @attrs.define
@@ -82,6 +120,7 @@ class Budget:
     last_reset: float | None = None  # the newest Reset value seen
     server_period: float | None = None  # the server's window length, once two Resets told
     period_guess: float | None = None  # until then: twice the time to the first Reset
+    window_estimate: float | None = None  # until then, the length shown (estimate_window)
     granted: int = 0  # grants counted in the current window
     reported: int = 0  # the most the server said was used in it (Limit - Remaining)
     reported_at: float = 0.0
@@ -90,20 +129,36 @@ class Budget:
     log: deque[float] = attrs.field(factory=deque)  # grant times, newest last
     in_flight: list[float] = attrs.field(factory=list)  # grant times of unfinished requests
     held_back: int = attrs.field(init=False, default=0)  # the bulk reserve, in requests
+    configured_limit: int = attrs.field(init=False, default=0)  # ``limit`` as first given
 
     def __attrs_post_init__(self) -> None:
         self.held_back = reserve_size(self.limit, self.bulk_reserve)
+        self.configured_limit = self.limit
 
     @property
-    def window_seconds(self) -> float:
-        """The window's length: the server's once learned, else a guess, else the period.
+    def window_length(self) -> float:
+        """The length the window bookkeeping assumes: the server's, else a guess, else the period.
 
         Before a second Reset tells the length, the first one bounds it from below: an
         answer that arrives at a random moment of a window of length L finds, on
         average, L / 2 left, so twice the time left is the guess (never more than the
-        configured period).
+        configured period). This is not the length to show: see :attr:`window_seconds`.
         """
         return self.server_period or self.period_guess or self.period
+
+    @property
+    def window_seconds(self) -> float:
+        """The window's length to show: the server's, else an estimate, else the period.
+
+        The estimate is :func:`estimate_window` of the first Reset (see the module
+        docstring); :attr:`window_confirmed` says which it is.
+        """
+        return self.server_period or self.window_estimate or self.period
+
+    @property
+    def window_confirmed(self) -> bool:
+        """Whether two successive Resets have told the window's length."""
+        return self.server_period is not None
 
     def reserve(self, priority: Priority) -> int:
         """Requests of the window that ``priority`` may not touch."""
@@ -227,11 +282,13 @@ class Budget:
             )
         if self.last_reset is None:
             self.period_guess = min(self.period, max(2 * (info.reset_at - now), 1.0))
+            agrees = self.limit == self.configured_limit
+            self.window_estimate = estimate_window(self.period, agrees, info.reset_at - now)
         self.last_reset = epoch
         # A window we had not seen. It began no earlier than the end of the last one the
         # server named; count our grants since then, plus those still in flight from
         # before (the server may count them in this window), against its report.
-        start = info.reset_at - self.window_seconds
+        start = info.reset_at - self.window_length
         if self.announced_end is not None:
             start = max(start, self.announced_end)
         self.granted = sum(1 for t in self.log if t >= start)
@@ -249,7 +306,12 @@ class Budget:
         """The budget as it stands at ``now``."""
         remaining = max(0, self.limit - self.used(now))
         return BudgetSnapshot(
-            self.limit, remaining, self.window_end, self.window_seconds, self.held_back
+            self.limit,
+            remaining,
+            self.window_end,
+            self.window_seconds,
+            self.held_back,
+            self.window_confirmed,
         )
 
     # -- internals ------------------------------------------------------------------
@@ -263,7 +325,7 @@ class Budget:
         if end is not None and now >= end + self.margin:
             # The server's window is over. Until an answer names the next one, assume
             # it follows on directly, as long as the last, with the whole budget.
-            length = self.window_seconds
+            length = self.window_length
             skipped = max(1, math.ceil((now - end) / length))
             self.window_start = end + (skipped - 1) * length
             self.window_end = end + skipped * length
@@ -274,5 +336,5 @@ class Budget:
     def _interval(self, now: float, used: int) -> float:
         """Smooth pacing: the time left in the window over the requests left in it."""
         end = self.window_end
-        time_left = end - now if end is not None and end > now else self.window_seconds
+        time_left = end - now if end is not None and end > now else self.window_length
         return time_left / max(1, self.limit - used + 1)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._budget import (
     DEFAULT_RESET_MARGIN,
+    READING_SLACK,
     RELATIVE_TOLERANCE,
     BudgetSnapshot,
     Pacing,
@@ -64,28 +65,31 @@ __all__ = [
 
 # One script per step; each runs atomically in Redis. State per budget:
 #   KEYS[1] a hash: limit, window_reset, window_start, window_end, announced_end,
-#           last_reset, server_period, period_guess, granted, reported, reported_at,
-#           paused_until, next_at
+#           last_reset, server_period, period_guess, window_estimate, granted, reported,
+#           reported_at, paused_until, next_at
 #   KEYS[2] a sorted set of grant ids scored by grant time (the log)
 #   KEYS[3] a sorted set of the grants still in flight (stale ones, from crashed
 #           processes, are dropped after STALE_SECONDS)
 # ARGV: now, period, margin, default limit, stale seconds, bulk reserve, then the step's own.
-# Each block mirrors the Budget method named in its comment.
+# Each block mirrors the Budget method named in its comment. A snapshot is limit,
+# remaining, window end, the window's length to show, reserve, and "1" if that length
+# is confirmed (two Resets told it) or "" if it is estimated.
 STALE_SECONDS = 600
 _ADVANCE = f"""
 local h, z, f = KEYS[1], KEYS[2], KEYS[3]
 local now, period, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local fraction, tol = tonumber(ARGV[6]), {RELATIVE_TOLERANCE!r}
+local reading_slack = {READING_SLACK!r}
 local s = redis.call('HMGET', h, 'limit', 'window_reset', 'window_start', 'window_end',
   'announced_end', 'last_reset', 'server_period', 'granted', 'reported', 'reported_at',
-  'paused_until', 'next_at', 'period_guess')
+  'paused_until', 'next_at', 'period_guess', 'window_estimate')
 local limit = tonumber(s[1]) or tonumber(ARGV[4])
 local window_reset, window_start, window_end = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
 local announced_end, last_reset, server_period = tonumber(s[5]), tonumber(s[6]), tonumber(s[7])
 local granted, reported = tonumber(s[8]) or 0, tonumber(s[9]) or 0
 local reported_at, paused = tonumber(s[10]) or 0, tonumber(s[11]) or 0
 local next_at = tonumber(s[12]) or 0
-local period_guess = tonumber(s[13])
+local period_guess, window_estimate = tonumber(s[13]), tonumber(s[14])
 local length = server_period or period_guess or period
 -- Budget._advance
 redis.call('ZREMRANGEBYSCORE', z, '-inf', now - math.max(period, server_period or 0))
@@ -110,8 +114,10 @@ local reserve = math.ceil(limit * fraction - 1e-9)
 local ttl = math.ceil(math.max(period, length, tonumber(ARGV[5])) * 2000)
 redis.call('PEXPIRE', h, ttl)
 local function snapshot()
+  local confirmed = ''
+  if server_period then confirmed = '1' end
   return {{tostring(limit), tostring(math.max(0, limit - used)), tostring(window_end or ''),
-    tostring(length), tostring(reserve)}}
+    tostring(server_period or window_estimate or period), tostring(reserve), confirmed}}
 end
 """
 
@@ -192,7 +198,16 @@ if remaining then
   else
     if not last_reset then
       period_guess = math.min(period, math.max(2 * (reset_at - now), 1.0))
-      redis.call('HSET', h, 'period_guess', tostring(period_guess))
+      -- estimate_window: the length to show until two Resets tell it
+      local left = reset_at - now
+      if limit == tonumber(ARGV[4]) and left <= period + reading_slack then
+        window_estimate = period
+      else
+        window_estimate = math.max(2 * left, 1.0)
+        if left <= period then window_estimate = math.min(window_estimate, period) end
+      end
+      redis.call('HSET', h, 'period_guess', tostring(period_guess),
+        'window_estimate', tostring(window_estimate))
       length = server_period or period_guess
     end
     if last_reset and epoch - last_reset > 2 * slack then
@@ -342,13 +357,14 @@ class RedisStore:
 
 def _snapshot(result: object) -> BudgetSnapshot:
     assert isinstance(result, list)
-    limit, remaining, window_end, length, reserve = (_text(v) for v in result)
+    limit, remaining, window_end, length, reserve, confirmed = (_text(v) for v in result)
     return BudgetSnapshot(
         int(float(limit)),
         int(float(remaining)),
         float(window_end) if window_end else None,
         float(length),
         int(float(reserve)),
+        confirmed == "1",
     )
 
 

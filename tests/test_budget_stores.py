@@ -67,6 +67,7 @@ class Look:
     window_end: float | None = None
     window_seconds: float | None = None
     limit: int | None = None
+    window_confirmed: bool | None = None
 
 
 Step = Take | Finish | GiveBack | Pause | Look
@@ -145,7 +146,9 @@ SCENARIOS = [
             Take(T0 + 1, "late", retry_at=T0 + 5.05),
             Take(T0 + 5.05, "x0"),
             Finish(T0 + 5.1, "x0", answer(4, T0 + 10, limit=5)),
-            Look(T0 + 5.1, remaining=4, window_end=T0 + 10, window_seconds=5),
+            Look(
+                T0 + 5.1, remaining=4, window_end=T0 + 10, window_seconds=5, window_confirmed=True
+            ),
             *many(4, T0 + 5.1, "y"),
             *(Finish(T0 + 5.3, f"y{n}", answer(3 - n, T0 + 10)) for n in range(4)),
             # The next window, not the next hour:
@@ -161,7 +164,8 @@ SCENARIOS = [
         steps=[
             Take(T0, "a"),
             Finish(T0 + 1, "a", answer(9, T0 + 5)),  # 4 s left: a window of about 8 s
-            Look(T0 + 1, remaining=9, window_seconds=8.0),
+            # (What is shown is the configured hour, which nothing has contradicted.)
+            Look(T0 + 1, remaining=9, window_seconds=3600.0, window_confirmed=False),
             Take(T0 + 5.05, "b"),  # rolled over: the next window guessed as long
             Look(T0 + 5.05, remaining=9, window_end=T0 + 13),
         ],
@@ -175,7 +179,70 @@ SCENARIOS = [
             Finish(T0 + 0.2, "r0", answer(9, T0 + 30.2, relative=True)),
             Finish(T0 + 0.9, "r1", answer(8, T0 + 30.4, relative=True)),
             Finish(T0 + 1.3, "r2", answer(7, T0 + 29.6, relative=True)),
-            Look(T0 + 1.3, remaining=7, window_seconds=60.0),
+            Look(T0 + 1.3, remaining=7, window_seconds=60.0, window_confirmed=False),
+        ],
+    ),
+    Scenario(
+        "the window shown: the configured period, then after one Reset an estimate, "
+        "after two the server's",
+        limit=30,
+        period=120.0,
+        steps=[
+            Look(T0, remaining=30, window_end=None, window_seconds=120, window_confirmed=False),
+            Take(T0, "a"),
+            # The limit configured, a Reset within the configured period: that period.
+            Finish(T0 + 0.5, "a", answer(29, T0 + 6.5, limit=30)),
+            Look(T0 + 0.5, remaining=29, window_seconds=120, window_confirmed=False),
+            Take(T0 + 6.55, "b"),  # the budget still rolls over by its own short guess
+            Look(
+                T0 + 6.55,
+                remaining=29,
+                window_end=T0 + 18.5,
+                window_seconds=120,
+                window_confirmed=False,
+            ),
+            Finish(T0 + 7, "b", answer(29, T0 + 126.5, limit=30)),  # the next window
+            Look(
+                T0 + 7,
+                remaining=29,
+                window_end=T0 + 126.5,
+                window_seconds=120,
+                window_confirmed=True,
+            ),
+        ],
+    ),
+    Scenario(
+        "a server announcing another limit: twice the time to its first Reset, "
+        "then the server's window",
+        limit=1000,
+        period=3600.0,
+        steps=[
+            Take(T0, "a"),
+            Finish(T0, "a", answer(29, T0 + 6.14, limit=30)),
+            Look(T0, remaining=29, limit=30, window_seconds=12.28, window_confirmed=False),
+            Take(T0 + 6.2, "b"),
+            Finish(T0 + 6.3, "b", answer(29, T0 + 126.14, limit=30)),
+            Look(T0 + 6.3, remaining=29, window_seconds=120, window_confirmed=True),
+        ],
+    ),
+    Scenario(
+        "a first Reset further off than rate_period: twice as far",
+        limit=10,
+        period=60.0,
+        steps=[
+            Take(T0, "a"),
+            Finish(T0, "a", answer(9, T0 + 100, limit=10)),
+            Look(T0, remaining=9, window_seconds=200, window_confirmed=False),
+        ],
+    ),
+    Scenario(
+        "a first Reset just past rate_period, as clocks read it, leaves rate_period",
+        limit=10,
+        period=60.0,
+        steps=[
+            Take(T0, "a"),
+            Finish(T0 + 0.1, "a", answer(9, T0 + 62.1, limit=10, relative=True)),
+            Look(T0 + 0.1, remaining=9, window_seconds=60, window_confirmed=False),
         ],
     ),
     Scenario(
@@ -329,3 +396,5 @@ async def test_window_rules(make_store: StoreFactory, scenario: Scenario) -> Non
                 assert snapshot.window_seconds == pytest.approx(step.window_seconds), where
             if step.limit is not None:
                 assert snapshot.limit == step.limit, where
+            if step.window_confirmed is not None:
+                assert snapshot.window_confirmed is step.window_confirmed, where

@@ -8,13 +8,14 @@ import json
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import attrs
 import pytest
 
-from cloudonex_async.testing import SandboxServer
+from cloudonex_async.testing import FakeClock, SandboxServer
 
 from .conftest import SandboxFactory, wait_until
 
@@ -220,3 +221,80 @@ async def test_sync_reads_the_server_once_and_reports_the_requests_it_sent(
     assert "plan: 0 to create, 0 to update, 2000 unchanged" in ran.err
     assert "2000 records: 0 created, 0 updated, 2000 unchanged" in ran.err
     assert "; 20 requests" in ran.err
+
+
+# -- cloudonex ratelimit: the window's length, estimated or the server's ---------------
+
+
+class ServerClock(FakeClock):
+    """A sandbox's clock: frozen, or one window on with each request the sandbox takes.
+
+    It starts 6 s before a minute ends, about an hour ahead of this host's clock, so the
+    command moves Reset onto its own clock by the Date header, to the second (the
+    sandbox's clock stands still while it answers).
+    """
+
+    def __init__(self, *, per_request: float = 0.0) -> None:
+        super().__init__((int(time.time()) // 60 + 60) * 60 - 6.0)
+        self.per_request = per_request
+        self.sandbox: SandboxServer | None = None
+
+    def time(self) -> float:
+        """The fake time, moved on ``per_request`` seconds for each request taken."""
+        taken = len(self.sandbox.requests) if self.sandbox is not None else 0
+        return super().time() + self.per_request * taken
+
+
+ESTIMATED = "(estimated from one Reset; confirmed after the next)"
+
+
+@pytest.mark.slow
+async def test_ratelimit_shows_the_window_estimated_from_one_reset(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    # 30 per 60 s, asked 6 s before a window ends. The command's defaults (1000 per
+    # hour) are not this server's, so they say nothing of its window: twice the 6 s.
+    sandbox = await make_sandbox(rate_limit=30, rate_period=60, clock=ServerClock())
+    ran = await cloudonex("ratelimit", sandbox=sandbox, cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    limit, remaining, reset, window = ran.out.splitlines()
+    assert limit == "limit      30 requests per window"
+    assert remaining == "remaining  29"
+    assert reset != "reset      not announced"
+    assert window == f"window     about 12 s {ESTIMATED}"
+    # A server announcing the limit configured (1000): the period configured, an hour.
+    agreeing = await make_sandbox(clock=ServerClock())
+    ran = await cloudonex("ratelimit", sandbox=agreeing, cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[-1] == f"window     about 3600 s {ESTIMATED}"
+
+
+@pytest.mark.slow
+async def test_ratelimit_shows_the_servers_window_once_two_resets_told_it(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    # The first answer (a 503, asked again at once) and the second come from successive
+    # 60 s windows: their Resets tell the length.
+    clock = ServerClock(per_request=60)
+    sandbox = await make_sandbox(rate_limit=30, rate_period=60, clock=clock)
+    clock.sandbox = sandbox
+    sandbox.inject("error", status=503, retry_after=0)
+    ran = await cloudonex("ratelimit", sandbox=sandbox, cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    assert [r.status for r in sandbox.requests] == [503, 200]
+    limit, remaining, _, window = ran.out.splitlines()
+    assert (limit, remaining) == ("limit      30 requests per window", "remaining  29")
+    assert window == "window     60 s"
+
+
+@pytest.mark.slow
+async def test_ratelimit_says_the_window_is_not_known_when_no_answer_announced_one(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    shipped = await make_sandbox(style="shipped")  # the deployed code sends no X-RateLimit-*
+    ran = await cloudonex("--profile", "shipped", "ratelimit", sandbox=shipped, cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[2:] == [
+        "reset      not announced",
+        "window     not known: no answer announced a Reset (the client assumes 3600 s)",
+    ]

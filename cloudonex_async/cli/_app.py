@@ -45,7 +45,7 @@ from ._files import (
     read_records,
     write_failures,
 )
-from ._progress import ProgressBar, duration
+from ._progress import ProgressBar
 
 RESOURCES = tuple(resource.path for resource in RECORD_RESOURCES)
 SETTINGS = ("base_url", "api_key", "profile", "auth", "body_encoding", "route_style", "item_paths")
@@ -223,10 +223,10 @@ async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_users(client: Client, args: argparse.Namespace) -> int:
-    """List the users (secrets hidden)."""
+    """List the users (their secrets masked, as in every command's output)."""
     writer = RecordWriter(sys.stdout, _stdout_format(args))
     async for user in client.users.list():
-        writer.write({k: v for k, v in as_row(user).items() if k not in ("password", "token")})
+        writer.write(as_row(user))
     writer.close()
     return OK
 
@@ -238,14 +238,38 @@ async def cmd_reports(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_ratelimit(client: Client, args: argparse.Namespace) -> int:
-    """Ask once (one request) and show the budget the server announces."""
+    """Ask once (one request) and show the budget the server announces.
+
+    The window's length is the server's once two Resets have told it, else an estimate
+    from the one Reset seen (so marked), else not known.
+    """
     await client.customers.list(limit=1, page_size=1).collect()
     status = client.rate_limit
     reset = status.reset_at.isoformat() if status.reset_at else "not announced"
-    print(f"limit      {status.limit} requests per {duration(status.window_seconds)}")
+    print(f"limit      {status.limit} requests per window")
     print(f"remaining  {status.remaining}")
     print(f"reset      {reset}")
+    announced = status.reset_at is not None
+    window = _window_line(status.window_seconds, status.window_confirmed, announced)
+    print(f"window     {window}")
     return OK
+
+
+def _window_line(seconds: float, confirmed: bool, announced: bool) -> str:
+    """The window's length as ``cloudonex ratelimit`` shows it: known, estimated or not.
+
+    ``announced``: some answer has named a Reset (else nothing is known of the window).
+    """
+    if confirmed:
+        return _seconds(seconds)
+    if not announced:  # ``seconds`` is the configured rate_period, which the client keeps to
+        return f"not known: no answer announced a Reset (the client assumes {_seconds(seconds)})"
+    return f"about {_seconds(seconds)} (estimated from one Reset; confirmed after the next)"
+
+
+def _seconds(seconds: float) -> str:
+    """``60 s``, ``3600 s``, ``1.5 s``: whole seconds from ten on."""
+    return f"{round(seconds)} s" if seconds >= 10 else f"{seconds:.2g} s"
 
 
 def _failures_path(args: argparse.Namespace) -> Path:
