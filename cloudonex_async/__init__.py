@@ -19,6 +19,8 @@ Where to look:
   :class:`BulkResult`) and ``sync`` (a :class:`SyncResult`, or a :class:`SyncPlan`
   with ``dry_run=True``).
 - :mod:`cloudonex_async.errors`: every exception, under :class:`CloudOnexError`.
+- :func:`close_on_signals`: a web service's prompt shutdown (the client closed on Ctrl-C,
+  before the server waits for its handlers).
 - :class:`LocalLimiter` and :class:`RedisLimiter`: the budget, in one process or many;
   :class:`FileJournal` and :class:`RedisJournal`: where long jobs keep their state.
 - :mod:`cloudonex_async.testing`: the sandbox server, ``MockTransport`` and pytest
@@ -46,10 +48,12 @@ from ._pagination import Page, Paginator
 from ._profile import ServerProfile
 from ._protocol import Envelope, JSONValue, RateLimitInfo, RawResponse, Request, RetryPolicy
 from ._ratelimit import Grant, RateLimitStatus
+from ._shutdown import close_on_signals
 from ._transport import AiohttpTransport, Transport
 from .errors import (
     APIError,
     AuthenticationError,
+    BudgetStoreError,
     BulkError,
     CloudOnexError,
     ConfigurationError,
@@ -58,6 +62,7 @@ from .errors import (
     OutcomeUnknownError,
     PaginationError,
     PermissionDeniedError,
+    PoolTimeoutError,
     RateLimitError,
     RequestTimeoutError,
     ResponseParseError,
@@ -99,6 +104,7 @@ __all__ = [
     "APIError",
     "AiohttpTransport",
     "AuthenticationError",
+    "BudgetStoreError",
     "BulkError",
     "BulkProgress",
     "BulkResult",
@@ -133,6 +139,7 @@ __all__ = [
     "Paginator",
     "PermissionDeniedError",
     "PlannedChange",
+    "PoolTimeoutError",
     "Product",
     "Purchase",
     "Quote",
@@ -166,4 +173,5 @@ __all__ = [
     "ValidationError",
     "Webhook",
     "__version__",
+    "close_on_signals",
 ]

@@ -10,11 +10,13 @@ jobs are all built on :meth:`Client.call`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import random
 import ssl as _ssl
 import time
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -33,7 +35,9 @@ from ._config import (
     EventHook,
     _Unset,
     check_max_wait,
+    check_retry,
     make_config,
+    positive_seconds,
 )
 from ._events import Event, EventKind
 from ._profile import (
@@ -80,6 +84,9 @@ from .resources import (
 )
 
 logger = logging.getLogger("cloudonex_async")
+#: The share of an attempt's timeout it may hold back, before the server's first answer
+#: has named the window, while another request is on its way to learn it.
+FIRST_ANSWER_HOLD = 0.1
 Parse = Callable[[RawResponse, float], "Envelope | Failure"]
 OnSend = Callable[[], Awaitable[None]]
 
@@ -229,21 +236,26 @@ class Client:
         self._limiter: BaseLimiter | None = None
         self.clock: Clock = clock or (limiter.clock if limiter is not None else SYSTEM_CLOCK)
         """The time source of this client's waits and backoff (the limiter's)."""
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # bound to the loop of its first call
         if limiter is not None:
             self._adopt(limiter, shared=False)
-        else:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop yet: the shared limiter is looked up at the first call
-            else:
-                self._bind_limiter()
+        elif self._loop is not None:
+            self._bind_limiter()
         self._rng = random.Random()
         self._closed = False
+        self._root = self  # the Client that owns the session; a view's (with_options) is its source
+        self._priority: Priority = "interactive"
+        self._closing: asyncio.Future[None] | None = None  # done once closed (wakes retry sleeps)
         self._profile: ServerProfile | None = (
             None if profile == "auto" else self._config.server_profile(profile)
         )
         self._probe_lock: asyncio.Lock | None = None
+        self._attach_resources()
+
+    def _attach_resources(self) -> None:
         self.customers = Customers(self)
         self.invoices = Invoices(self)
         self.transactions = Transactions(self)
@@ -273,27 +285,100 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the client: wake its callers waiting for the budget, close the transport."""
-        if self._closed:
+        """Close the client and its transport.
+
+        Every call of this client (and of its :meth:`with_options` views) that waits
+        for the budget, a slot or a retry is woken at once with a ConfigurationError,
+        and requests in flight end with a TransportError: shutdown never waits for a
+        Reset. Closing a view does nothing; close the Client it came from.
+        """
+        if self._root is not self or self._closed:
             return
         self._closed = True
         if self._limiter is not None:
             self._limiter.cancel_waiters(self)
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
         aclose = getattr(self._transport, "aclose", None)
         if aclose is not None:
             await aclose()
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
-        return self._closed
+        """Whether :meth:`close` has been called (on the Client a view came from)."""
+        return self._root._closed
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._root._closed:
             raise ConfigurationError("this Client is closed; create a new one (or use async with)")
 
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        state = self.__dict__  # __init__ may have failed half-way
+        if state.get("_root") is not self or state.get("_closed", True):
+            return
+        transport = state.get("_transport")
+        if isinstance(transport, AiohttpTransport) and self._owns_transport and transport.abandon():
+            _warn(
+                f"{self!r} was never closed; use `async with Client(...)` or "
+                "`await client.close()` (its connections were dropped)",
+                ResourceWarning,
+                source=self,
+            )
+
+    def with_options(
+        self,
+        *,
+        timeout: float | _Unset = UNSET,
+        retry: RetryPolicy | _Unset = UNSET,
+        max_wait: float | _Unset | None = UNSET,
+        priority: Priority | _Unset = UNSET,
+    ) -> Client:
+        """Return a light view of this client whose calls use other settings.
+
+        The view shares this client's session, connection pool, concurrency slots,
+        budget, hooks and server profile; every resource call made through it honours
+        the options given here, the others stay this client's. Closing the view does
+        nothing; close the client. Example::
+
+            patient = client.with_options(timeout=120, max_wait=None)
+            report = await patient.invoices.get(7)
+
+        Args:
+            timeout: seconds for each attempt's whole exchange.
+            retry: the retry policy (``RetryPolicy(attempts=1)``: never retry).
+            max_wait: seconds a call may wait before its request leaves (0: never
+                wait; None: no bound).
+            priority: the priority of the view's calls (bulk jobs run at ``"bulk"``
+                whatever it says).
+        """
+        changes: dict[str, object] = {}
+        if not isinstance(timeout, _Unset):
+            if not positive_seconds(timeout):
+                raise ConfigurationError(
+                    f"timeout must be a number of seconds > 0, not {timeout!r}"
+                )
+            config = self._config
+            changes["timeout"] = float(timeout)
+            changes["connect_timeout"] = min(config.connect_timeout, float(timeout))
+            changes["read_timeout"] = min(config.read_timeout, float(timeout))
+        if not isinstance(retry, _Unset):
+            check_retry(retry)
+            changes["retry"] = retry
+        if not isinstance(max_wait, _Unset):
+            check_max_wait(max_wait)
+            changes["max_wait"] = max_wait
+        if not isinstance(priority, _Unset) and priority not in ("interactive", "bulk"):
+            raise ConfigurationError(f"priority must be 'interactive' or 'bulk', not {priority!r}")
+        view = copy.copy(self)
+        view._config = attrs.evolve(self._config, **changes)  # type: ignore[arg-type]
+        if not isinstance(priority, _Unset):
+            view._priority = priority
+        view._attach_resources()
+        return view
+
     def __repr__(self) -> str:
-        return f"Client(base_url={self._config.site_root!r}, auth={self._config.auth!r})"
+        view = "" if self._root is self else ", view"
+        return f"Client(base_url={self._config.site_root!r}, auth={self._config.auth!r}{view})"
 
     # -- the budget -------------------------------------------------------------------
 
@@ -429,6 +514,9 @@ class Client:
         """
         if self._profile is not None:
             return self._profile
+        if self._root is not self:  # a view speaks its client's profile
+            self._profile = await self._root.server_profile()
+            return self._profile
         if self._probe_lock is None:
             self._probe_lock = asyncio.Lock()
         async with self._probe_lock:
@@ -455,10 +543,10 @@ class Client:
         body: JSONValue | Mapping[str, object],
         profile: ServerProfile,
     ) -> Request:
-        if self._closed:
+        if self._root._closed:
             self._check_open()
         config = self._config
-        return build_request(
+        request = build_request(
             site_root=config.site_root,
             api_key=config.api_key,
             auth=config.auth,
@@ -472,6 +560,9 @@ class Client:
             # A Reset, Retry-After or clock skew beyond twice the window is garbage.
             horizon=2 * config.rate_period,
         )
+        if self._root is not self:  # a view's own timeout
+            request.timeout = config.timeout
+        return request
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -495,7 +586,13 @@ class Client:
         else:
             check_max_wait(max_wait)
             wait = max_wait
+        if priority == "interactive":
+            priority = self._priority
+        root = self._root
+        if root._loop is not asyncio.get_running_loop():
+            root._enter_loop()
         limiter = self._limiter or self._bind_limiter()
+        hold = FIRST_ANSWER_HOLD * self._config.timeout
         hooks = self._config.event_hooks
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
@@ -505,9 +602,10 @@ class Client:
             grant = limiter.grant_nowait(priority, self._slots) or await limiter.grant(
                 priority=priority,
                 max_wait=wait,
-                owner=self,
+                owner=root,
                 slots=self._slots,
                 on_wait=self._wait_reporter(request, attempt) if hooks else None,
+                hold_limit=hold,
             )
             answer: Envelope | Failure | None = None
             try:  # as ``async with grant:``, without two coroutine frames per request
@@ -556,7 +654,10 @@ class Client:
                 rng=self._rng,
                 retry_after=retry_after,
             )
-            if not decision.retry:
+            if not decision.retry or (
+                # The server named a wait longer than the caller will wait.
+                retry_after is not None and wait is not None and decision.delay > wait
+            ):
                 unknown = outcome_unknown(request.method, error, earlier=earlier)
                 if unknown is not None:
                     raise unknown from error
@@ -581,7 +682,38 @@ class Client:
                     decision.reason,
                     attempt + 1,
                 )
-            await self.clock.sleep(decision.delay)
+            await self._pause(decision.delay)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep before a retry; closing the client ends the sleep with an error."""
+        root = self._root
+        if seconds > 0:
+            if root._closing is None:
+                root._closing = asyncio.get_running_loop().create_future()
+            sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+            try:
+                await asyncio.wait({sleeper, root._closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not sleeper.done():
+                    sleeper.cancel()
+                    await asyncio.gather(sleeper, return_exceptions=True)
+        if root._closed:
+            raise ConfigurationError(
+                "the client was closed while this call waited to be retried; create a new "
+                "Client to send it again"
+            )
+
+    def _enter_loop(self) -> None:
+        """Bind to the running loop at the first call; refuse any other loop after."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            return
+        raise ConfigurationError(
+            "this Client was first used in another event loop, and its connections and "
+            "budget belong to that loop; create one Client per event loop (for example "
+            "`async with Client(...) as client:` inside the coroutine given to asyncio.run)"
+        )
 
     # -- events -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from ._config import (
     check_budget_settings,
 )
 from ._protocol import RateLimitInfo
-from .errors import ConfigurationError, RateLimitError
+from .errors import BudgetStoreError, ConfigurationError, PoolTimeoutError, RateLimitError
 
 __all__ = [
     "BaseLimiter",
@@ -56,6 +57,7 @@ __all__ = [
     "reserve_size",
 ]
 
+logger = logging.getLogger("cloudonex_async")
 WaitPhase = Literal["started", "ended"]
 OnWait = Callable[[WaitPhase, float], object]
 
@@ -67,7 +69,14 @@ class RateLimitStatus:
     Attributes:
         limit: requests per window. remaining: what the limiter believes is left.
         reset_at: when the current window ends (UTC), once the server announced it.
-        window_seconds: the window's length (the server's, once learned).
+        window_seconds: the window's length, the best figure known: the server's once
+            two Resets have told it; after one Reset, an estimate (the configured
+            ``rate_period`` if the server announced the configured ``rate_limit`` and
+            a Reset within that period, else twice the time that Reset was ahead);
+            before any, the configured ``rate_period``.
+        window_confirmed: True once two successive Resets have told the window's
+            length, so ``window_seconds`` is the server's; False while it is an
+            estimate or the configured period.
         reserve: requests of each window that bulk work leaves to interactive calls.
         requests_sent, waits, time_waited (seconds), rate_limited (429s seen), retries.
     """
@@ -76,6 +85,7 @@ class RateLimitStatus:
     remaining: int
     reset_at: datetime | None
     window_seconds: float = DEFAULT_RATE_PERIOD
+    window_confirmed: bool = False
     reserve: int = 0
     requests_sent: int = 0
     waits: int = 0
@@ -145,61 +155,19 @@ class MemoryStore:
 class Slots:
     """A client's concurrency slots: at most ``size`` requests in flight at once.
 
-    Waiters are served interactive first, FIFO within a priority. A slot is taken after
-    the budget token, so bulk work waiting for the budget never holds a slot that an
-    interactive call needs.
+    A caller with no free slot waits in its limiter's queue, with the callers waiting
+    for the budget, and is passed over while its client has none: a Client with free
+    slots never waits behind another Client's callers. The slot is taken together with
+    the budget token, so a caller waiting for either holds neither.
     """
+
+    __slots__ = ("free", "size", "waiting")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.free = size
-        self._queued = 0  # futures in _waiters (done ones included), for cheap checks
-        self._waiters: dict[Priority, deque[asyncio.Future[None]]] = {
-            "interactive": deque(),
-            "bulk": deque(),
-        }
-
-    @property
-    def waiting(self) -> int:
-        """How many callers wait for a slot."""
-        return sum(1 for q in self._waiters.values() for w in q if not w.done())
-
-    def take_nowait(self) -> bool:
-        """Take a slot if one is free and nobody waits; return whether it did."""
-        if self.free > 0 and not self._queued:
-            self.free -= 1
-            return True
-        return False
-
-    async def take(self, priority: Priority) -> None:
-        """Wait for a slot (cancellable)."""
-        if self.take_nowait():
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._waiters[priority]
-        queue.append(waiter)
-        self._queued += 1
-        try:
-            await waiter
-        except BaseException:
-            if waiter in queue:
-                queue.remove(waiter)
-                self._queued -= 1
-            elif waiter.done() and not waiter.cancelled():
-                self.release()  # handed a slot just as the wait was cancelled: pass it on
-            raise
-
-    def release(self) -> None:
-        """Give a slot back, to the first waiter if there is one."""
-        if self._queued:
-            for queue in self._waiters.values():
-                while queue:
-                    waiter = queue.popleft()
-                    self._queued -= 1
-                    if not waiter.done():
-                        waiter.set_result(None)
-                        return
-        self.free += 1
+        #: This client's callers queued in the limiter (for the budget or for a slot).
+        self.waiting = 0
 
 
 class Grant:
@@ -220,6 +188,7 @@ class Grant:
         "granted_at",
         "id",
         "priority",
+        "probe",
         "sent",
     )
 
@@ -242,6 +211,8 @@ class Grant:
         self.answered = False
         #: The budget the answer announced, if any.
         self.budget: RateLimitInfo | None = None
+        #: Whether this is the request whose answer will name the server's window.
+        self.probe = False
         self._ended = False
 
     def __repr__(self) -> str:
@@ -268,23 +239,14 @@ class Grant:
         if budget is None:
             return False
         self._ended = True
-        slots = self._slots
-        if slots is not None:
-            if slots._queued:
-                slots.release()
-            else:
-                slots.free += 1
+        if self._slots is not None:
+            self._slots.free += 1
         if self.sent:
             budget.finish(self.granted_at, self.budget, limiter.clock.time())
         else:
             limiter._stats["requests_sent"] -= 1
             budget.give_back(self.granted_at)
-        # After the budget took the answer in: it may have named the window (the first
-        # answer), moved it (a Reset sooner than was guessed) or freed a token.
-        if not limiter._answered:
-            limiter._first_answer(self)
-        elif limiter._queue["interactive"] or limiter._queue["bulk"]:
-            limiter._wake_head()
+        limiter._grant_ended(self)
         return True
 
     async def end(self) -> None:
@@ -293,14 +255,31 @@ class Grant:
             await self._limiter._end(self)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Waiter:
     priority: Priority
     owner: object
     wake: asyncio.Future[None]
-    slots: Slots | None = None
+    slots: Slots | None
+    deadline: float  # give up here (max_wait); math.inf: never
+    holds: bool = True  # waits for the server's first answer while one is on its way
+    reserved: bool = False  # holds a slot while it asks an asynchronous store
+    closed: bool = False  # its client was closed
     grant: Grant | None = None  # handed over by _wake_head, before this caller runs again
     queued: bool = True
+
+    def blocked(self, probing: bool) -> bool:
+        """Whether this caller cannot go now, whatever the budget says."""
+        if self.holds and probing:
+            return True
+        slots = self.slots
+        return slots is not None and slots.free <= 0 and not self.reserved
+
+
+_CLOSED_MESSAGE = (
+    "the client was closed while this call waited for the budget or a slot; nothing "
+    "was sent (create a new Client to send it)"
+)
 
 
 class BaseLimiter:
@@ -342,10 +321,14 @@ class BaseLimiter:
         self._budget = store.budget if isinstance(store, MemoryStore) else None
         self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
         self._grant_ids: Iterator[str] = map(str, itertools.count())
-        # Until an answer has told this limiter the server's window, one request goes at
-        # a time: a burst sent blind could overflow a window smaller than rate_limit.
-        self._answered = False
-        self._probing = False
+        # Until the first answer names the server's window, the callers that may wait
+        # hold back while one request is on its way: a burst sent blind could overflow a
+        # window smaller than rate_limit. The hold ends with that request, answered or
+        # not, and each caller's own hold_limit and max_wait bound it.
+        self._learning = True
+        self._probe_out = False
+        self._refill_at = 0.0  # when the budget last said it returns (local epoch seconds)
+        self._unreported: list[tuple[str, float, RateLimitInfo | None, bool]] = []
         self._stats = {"requests_sent": 0, "waits": 0, "rate_limited": 0, "retries": 0}
         self._time_waited = 0.0
 
@@ -366,18 +349,14 @@ class BaseLimiter:
         budget = self._budget
         if budget is None or self._queue["interactive"] or self._queue["bulk"]:
             return None
-        if not self._answered and self._probing:
+        if self._probe_out and self._learning:
             return None
-        if slots is not None and (slots.free <= 0 or slots._queued):
+        if slots is not None and slots.free <= 0:
             return None
         now = self.clock.time()
         if budget.try_take(now, priority) is not None:
             return None
-        if slots is not None:
-            slots.free -= 1
-        self._stats["requests_sent"] += 1
-        self._probing = not self._answered
-        return Grant(self, slots, "", now, priority)
+        return self._new_grant(slots, "", now, priority)
 
     async def grant(
         self,
@@ -387,86 +366,106 @@ class BaseLimiter:
         owner: object = None,
         slots: Slots | None = None,
         on_wait: OnWait | None = None,
+        hold_limit: float | None = None,
     ) -> Grant:
         """Wait for the right to send one request: a concurrency slot and a budget token.
 
-        Callers queue in priority order. The one at the head first gets a slot of its
-        client, then takes a budget token while holding it: a token is never taken
-        before its request can leave, so none goes stale while a slot is awaited. If the
-        budget says no, the slot is given back and the head waits for the budget.
+        Callers queue in priority order (interactive first, FIFO within a priority). A
+        caller whose client has no free slot is passed over until one frees; the first
+        that can go takes a budget token and its slot together, so no token goes stale
+        while a slot is awaited and no Client waits behind another's slots.
 
         Args:
             priority: interactive callers are served before waiting bulk callers, and
                 bulk callers leave ``bulk_reserve`` of each window untouched.
-            max_wait: seconds this call may wait for the budget; if the budget returns
-                later than that, raise RateLimitError at once. None waits as long as needed.
+            max_wait: seconds this call may wait before its request leaves (for the
+                budget, a slot, or the server's first answer). If the budget returns
+                later than that, it raises at once; 0 never waits. None: no bound.
             owner: who is asking (a Client); :meth:`cancel_waiters` wakes its waiters.
             slots: the caller's concurrency slots.
-            on_wait: called with ``("started", 0.0)`` when the call has to wait for the
-                budget and ``("ended", seconds)`` when it got it.
+            on_wait: called with ``("started", 0.0)`` when the call has to wait and
+                ``("ended", seconds)`` when it got its grant or gave up.
+            hold_limit: seconds this call may hold back for the server's first answer
+                (None: up to ``max_wait``); after that it goes without it.
 
         Raises:
-            RateLimitError: the wait would exceed ``max_wait``.
+            RateLimitError: the budget returns later than ``max_wait`` allows.
+            PoolTimeoutError: no slot came free within ``max_wait``.
+            BudgetStoreError: the budget store failed; nothing was sent.
             ConfigurationError: the owner was closed while this call waited.
         """
         grant = self.grant_nowait(priority, slots)
         if grant is not None:
             return grant
-        start = self.clock.time()
-        waiter = _Waiter(priority, owner, asyncio.get_running_loop().create_future(), slots)
+        if max_wait == 0:
+            return await self._grant_now(priority, slots)
+        clock = self.clock
+        start = clock.time()
+        patience = math.inf if max_wait is None else max_wait
+        deadline = start + patience
+        hold_until = deadline if hold_limit is None else min(deadline, start + hold_limit)
+        waiter = _Waiter(
+            priority, owner, asyncio.get_running_loop().create_future(), slots, deadline
+        )
         self._queue[priority].append(waiter)
+        if slots is not None:
+            slots.waiting += 1
         grant_id = next(self._grant_ids)
-        holding_slot = False
         waited = False
-        delay: float | None
         try:
             while True:
+                if waiter.closed:
+                    raise ConfigurationError(_CLOSED_MESSAGE)
                 if waiter.grant is not None:  # handed over while this caller slept
                     granted, waiter.grant = waiter.grant, None
                     return granted
-                now = self.clock.time()
-                if self._head() is waiter and not self._answered and self._probing:
-                    delay = None  # the first answer is on its way: it names the window
-                elif self._head() is waiter:
-                    if slots is not None and not holding_slot:
-                        # Concurrency first, while holding the head of the queue.
-                        await slots.take(priority)
-                        holding_slot = True
-                        now = self.clock.time()
+                now = clock.time()
+                if waiter.holds and now >= hold_until:
+                    waiter.holds = False  # the first answer is late: go without it
+                state = self._state(waiter)
+                wake_at: float
+                if state == "go":
+                    if slots is not None:
+                        slots.free -= 1
+                        waiter.reserved = True
                     until = await self._take(priority, grant_id, now)
                     if until is None:
-                        self._stats["requests_sent"] += 1
-                        self._probing = not self._answered
-                        holding_slot = False  # it goes with the grant
-                        return Grant(self, slots, grant_id, now, priority)
-                    if holding_slot and slots is not None:
-                        slots.release()
-                        holding_slot = False
-                    if max_wait is not None and until - start > max_wait:
-                        raise await self._budget_error(until, max_wait)
-                    delay = min(until - now, self.poll_seconds)
-                elif max_wait is not None:
-                    # Queued behind others: give up once max_wait has passed.
-                    delay = start + max_wait - now
-                    if delay <= 0:
-                        raise await self._budget_error(None, max_wait)
+                        waiter.reserved = False
+                        self._dequeue(waiter)
+                        return self._new_grant(slots, grant_id, now, priority, slot_taken=True)
+                    if slots is not None:
+                        slots.free += 1
+                        waiter.reserved = False
+                    self._refill_at = until
+                    if until > deadline:
+                        raise await self._budget_error(until, patience, priority)
+                    self._wake_doomed(until)
+                    wake_at = min(until, now + self.poll_seconds)
+                elif now >= deadline:
+                    if state == "slot" and slots is not None:
+                        raise _slots_error(slots, patience)
+                    raise await self._budget_error(self._refill_after(now), patience, priority)
+                elif state == "behind" and self._refill_after(now) > deadline:
+                    raise await self._budget_error(self._refill_at, patience, priority)
                 else:
-                    delay = None
+                    wake_at = hold_until if state == "hold" else deadline
                 if not waited:
                     waited = True
                     self._stats["waits"] += 1
                     if on_wait is not None:
                         on_wait("started", 0.0)
-                await self._sleep(waiter, delay)
+                await self._sleep(waiter, None if wake_at == math.inf else wake_at - now)
         finally:
             if waiter.grant is not None:  # handed a grant, but leaving without it
                 waiter.grant.end_nowait()  # never sent: its token and slot go back
-            if holding_slot and slots is not None:
-                slots.release()
+            if waiter.reserved and slots is not None:
+                slots.free += 1
             if waiter.queued:
-                self._queue[priority].remove(waiter)
+                self._dequeue(waiter)
+            if slots is not None:
+                slots.waiting -= 1
             if waited:
-                seconds = self.clock.time() - start
+                seconds = clock.time() - start
                 self._time_waited += seconds
                 if on_wait is not None:
                     on_wait("ended", seconds)
@@ -482,7 +481,10 @@ class BaseLimiter:
             until = info.reset_at
         else:
             until = now + self.store.last_snapshot().window_seconds
-        await self.store.pause(until, now)
+        try:
+            await self.store.pause(until, now)
+        except Exception:  # the 429 is still reported; the store learns of the next
+            logger.warning("the budget store failed to record a pause after a 429", exc_info=True)
 
     def note_retry(self) -> None:
         """Count a retried request (for :meth:`statistics`)."""
@@ -497,21 +499,63 @@ class BaseLimiter:
         return self._status(self.store.last_snapshot())
 
     def cancel_waiters(self, owner: object) -> None:
-        """Wake every caller of ``owner`` that waits for the budget, with an error."""
+        """Wake every caller of ``owner`` waiting for the budget or a slot, with an error."""
         for queue in self._queue.values():
             for waiter in queue:
-                if waiter.owner is owner and not waiter.wake.done():
-                    waiter.wake.set_exception(
-                        ConfigurationError("the client was closed while this call waited")
-                    )
+                if waiter.owner is owner and not waiter.closed:
+                    waiter.closed = True
+                    if not waiter.wake.done():
+                        waiter.wake.set_result(None)
 
-    # -- ending a grant (called by Grant) ---------------------------------------------------
+    # -- handing out and ending grants -----------------------------------------------------
 
-    def _first_answer(self, grant: Grant) -> None:
-        """Leave the one-at-a-time start once a request got an answer (or let another try)."""
-        if not self._answered:
-            self._answered = grant.answered
-            self._probing = False
+    def _new_grant(
+        self,
+        slots: Slots | None,
+        grant_id: str,
+        now: float,
+        priority: Priority,
+        *,
+        slot_taken: bool = False,
+    ) -> Grant:
+        if slots is not None and not slot_taken:
+            slots.free -= 1
+        self._stats["requests_sent"] += 1
+        grant = Grant(self, slots, grant_id, now, priority)
+        if self._learning and not self._probe_out:
+            self._probe_out = grant.probe = True
+        return grant
+
+    async def _grant_now(self, priority: Priority, slots: Slots | None) -> Grant:
+        """``max_wait=0``: a grant if the budget and a slot allow it now, else raise at once.
+
+        Such a caller never waits, so it neither holds back for the first answer nor
+        queues: it goes whenever the budget (as announced, or as configured before the
+        first answer) allows.
+        """
+        if slots is not None and slots.free <= 0:
+            raise _slots_error(slots, 0.0)
+        now = self.clock.time()
+        grant_id = "" if self._budget is not None else next(self._grant_ids)
+        if slots is not None:
+            slots.free -= 1
+        try:
+            until = await self._take(priority, grant_id, now)
+        finally:
+            if slots is not None:
+                slots.free += 1
+        if until is None:
+            return self._new_grant(slots, grant_id, now, priority)
+        self._refill_at = until
+        raise await self._budget_error(until, 0.0, priority)
+
+    def _grant_ended(self, grant: Grant) -> None:
+        """After a grant ended: stop holding for the first answer if due, serve the queue."""
+        if self._learning and (grant.answered or grant.probe):
+            # Answered: the budget now knows the window. Ended without an answer: it is
+            # not worth holding anyone for any longer.
+            self._learning = False
+        if self._queue["interactive"] or self._queue["bulk"]:
             self._wake_head()
 
     async def _end(self, grant: Grant) -> None:
@@ -519,60 +563,120 @@ class BaseLimiter:
             return
         grant._ended = True
         if grant._slots is not None:
-            grant._slots.release()
-        now = self.clock.time()
-        if grant.sent:
-            await self.store.finish(grant.id, grant.granted_at, grant.budget, now)
-        else:
+            grant._slots.free += 1
+        if not grant.sent:
             self._stats["requests_sent"] -= 1
-            await self.store.give_back(grant.id, grant.granted_at, now)
-        if not self._answered:
-            self._first_answer(grant)
-        else:
-            self._wake_head()
+        report = (grant.id, grant.granted_at, grant.budget, grant.sent)
+        try:
+            await self._report(report, self.clock.time())
+        except Exception:
+            # The answer is the caller's all the same. The store goes on counting the
+            # request as in flight (the safe side) until it answers again; then the
+            # report is delivered before the next grant.
+            self._unreported.append(report)
+            logger.warning(
+                "the budget store failed while ending a request; its answer is returned, "
+                "and the store counts it as in flight until it answers again",
+                exc_info=True,
+            )
+        self._grant_ended(grant)
 
-    # -- waiting for the budget ----------------------------------------------------------
+    async def _report(
+        self, report: tuple[str, float, RateLimitInfo | None, bool], now: float
+    ) -> None:
+        grant_id, granted_at, info, sent = report
+        if sent:
+            await self.store.finish(grant_id, granted_at, info, now)
+        else:
+            await self.store.give_back(grant_id, granted_at, now)
+
+    # -- waiting -------------------------------------------------------------------------
 
     async def _take(self, priority: Priority, grant_id: str, now: float) -> float | None:
-        return await self.store.take(priority, grant_id, now)
+        budget = self._budget
+        if budget is not None:
+            return budget.try_take(now, priority)
+        try:
+            while self._unreported:
+                await self._report(self._unreported[0], now)
+                self._unreported.pop(0)
+            return await self.store.take(priority, grant_id, now)
+        except Exception as exc:
+            raise BudgetStoreError(
+                f"the budget store failed before the request was sent ({type(exc).__name__}: "
+                f"{exc}); nothing was sent: send it again once the store answers"
+            ) from exc
 
-    def _head(self) -> _Waiter | None:
-        return next((q[0] for q in self._queue.values() if q), None)
+    def _state(self, waiter: _Waiter) -> Literal["go", "hold", "slot", "behind"]:
+        """Why ``waiter`` waits: it may go, holds for the first answer, has no slot, or
+        queues behind a caller that may go first."""
+        probing = self._probe_out and self._learning
+        for queue in self._queue.values():
+            for other in queue:
+                if other is waiter:
+                    if waiter.holds and probing:
+                        return "hold"
+                    return "slot" if waiter.blocked(probing) else "go"
+                if not (other.closed or other.grant is not None or other.blocked(probing)):
+                    return "behind"
+        return "go"  # pragma: no cover - a waiter is always queued while it asks
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        queue = self._queue[waiter.priority]
+        if queue and queue[0] is waiter:
+            queue.popleft()
+        else:
+            queue.remove(waiter)
+        waiter.queued = False
+
+    def _refill_after(self, now: float) -> float:
+        """When the budget last said it returns, if that is still ahead, else ``now``."""
+        return self._refill_at if self._refill_at > now else now
 
     def _wake_head(self) -> None:
         """Hand grants to queued callers, in order, while the budget allows; wake the next.
 
-        With the budget in this process, grants go straight to the callers at the head of
-        the queue, as many as the budget and their slots allow: waking them one by one,
-        one per turn of the event loop, would keep the queue (and every newcomer behind
-        it) waiting under steady load. The first that cannot be served is woken to look
-        for itself (it may need a slot, or a store that answers asynchronously).
+        Callers that cannot go whatever the budget says (no free slot of their client,
+        or holding for the first answer) are passed over. With the budget in this
+        process, grants go straight to the callers that can go, as many as the budget
+        allows: waking them one by one, one per turn of the event loop, would keep the
+        queue (and every newcomer behind it) waiting under steady load. The first that
+        cannot be served is woken to look for itself (it waits for the budget to return,
+        or asks a store that answers asynchronously).
         """
         budget = self._budget
-        while (head := self._head()) is not None and not head.wake.done():
-            slots = head.slots
-            if (
-                budget is not None
-                and (self._answered or not self._probing)
-                and (slots is None or (slots.free > 0 and not slots._queued))
-            ):
-                now = self.clock.time()
-                if budget.try_take(now, head.priority) is None:
-                    if slots is not None:
-                        slots.free -= 1
-                    self._stats["requests_sent"] += 1
-                    self._probing = not self._answered
-                    head.grant = Grant(self, slots, "", now, head.priority)
-                    self._queue[head.priority].popleft()
-                    head.queued = False
-                    head.wake.set_result(None)
+        now: float | None = None
+        for queue in self._queue.values():
+            index = 0
+            while index < len(queue):
+                waiter = queue[index]
+                probing = self._probe_out and self._learning
+                if waiter.closed or waiter.grant is not None or waiter.blocked(probing):
+                    index += 1
                     continue
-            head.wake.set_result(None)
-            return
+                if budget is not None and not waiter.reserved:
+                    if now is None:
+                        now = self.clock.time()
+                    if budget.try_take(now, waiter.priority) is None:
+                        waiter.grant = self._new_grant(waiter.slots, "", now, waiter.priority)
+                        del queue[index]
+                        waiter.queued = False
+                        if not waiter.wake.done():
+                            waiter.wake.set_result(None)
+                        continue
+                if not waiter.wake.done():
+                    waiter.wake.set_result(None)
+                return
+
+    def _wake_doomed(self, until: float) -> None:
+        """Wake the queued callers whose max_wait ends before ``until``: they raise now."""
+        for queue in self._queue.values():
+            for waiter in queue:
+                if waiter.deadline < until and not waiter.wake.done():
+                    waiter.wake.set_result(None)
 
     async def _sleep(self, waiter: _Waiter, delay: float | None) -> None:
         if waiter.wake.done():
-            waiter.wake.result()  # raises if the owner was closed
             waiter.wake = asyncio.get_running_loop().create_future()
             return
         if delay is not None and delay <= 0:
@@ -588,20 +692,38 @@ class BaseLimiter:
                 sleeper.cancel()
                 await asyncio.gather(sleeper, return_exceptions=True)
         if waiter.wake.done():
-            waiter.wake.result()
             waiter.wake = asyncio.get_running_loop().create_future()
 
-    async def _budget_error(self, until: float | None, max_wait: float) -> RateLimitError:
-        snapshot = await self.store.snapshot(self.clock.time())
+    async def _budget_error(
+        self, until: float, max_wait: float, priority: Priority
+    ) -> RateLimitError:
         now = self.clock.time()
-        if until is None:
-            until = snapshot.window_end if snapshot.window_end is not None else now + max_wait
+        try:
+            snapshot = await self.store.snapshot(now)
+        except Exception:
+            snapshot = self.store.last_snapshot()
+        if until <= now and snapshot.window_end is not None and snapshot.remaining <= 0:
+            until = snapshot.window_end + self.reset_margin
         wait = max(0.0, until - now)
-        reset_at = datetime.fromtimestamp(until, timezone.utc)
+        reset_at = datetime.fromtimestamp(max(until, now), timezone.utc)
+        if snapshot.remaining <= 0:
+            why = f"the budget of {snapshot.limit} requests per window is spent"
+        elif priority == "bulk" and snapshot.remaining <= snapshot.reserve:
+            why = (
+                f"the {snapshot.remaining} requests left in this window are kept for "
+                "interactive calls (bulk_reserve)"
+            )
+        elif until > now:
+            why = (
+                f"{snapshot.remaining} of {snapshot.limit} requests are left, but requests "
+                "are paused after a 429, or paced (pacing='smooth')"
+            )
+        else:
+            why = "the calls queued ahead of this one took the budget and slots first"
         return RateLimitError(
-            f"the request budget is spent ({snapshot.remaining} of {snapshot.limit} left) "
-            f"and returns at {reset_at:%Y-%m-%d %H:%M:%S} UTC, in {wait:.1f} s, later than "
-            f"max_wait={max_wait:g} s allows; wait and try again, or raise max_wait",
+            f"no request may be sent for {wait:.1f} s (until {reset_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC), longer than max_wait={max_wait:g} s allows: {why}; send it again after "
+            "retry_after seconds, or raise max_wait",
             status=0,
             retry_after=wait,
             reset_at=reset_at,
@@ -616,10 +738,23 @@ class BaseLimiter:
             remaining=snapshot.remaining,
             reset_at=datetime.fromtimestamp(end, timezone.utc) if end is not None else None,
             window_seconds=snapshot.window_seconds,
+            window_confirmed=snapshot.window_confirmed,
             reserve=snapshot.reserve,
             time_waited=self._time_waited,
             **self._stats,
         )
+
+
+def _slots_error(slots: Slots, max_wait: float) -> PoolTimeoutError:
+    reason = (
+        f"all {slots.size} of the client's concurrency slots stayed busy for "
+        f"max_wait={max_wait:g} s"
+    )
+    return PoolTimeoutError(
+        f"{reason}; nothing was sent: send it again later, or raise max_concurrency or max_wait",
+        request_sent=False,
+        reason=reason,
+    )
 
 
 class LocalLimiter(BaseLimiter):

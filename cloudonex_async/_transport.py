@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
+import attrs
 
 from ._config import ClientConfig
 from ._protocol import RawResponse, Request, redact, session_headers
@@ -97,6 +98,7 @@ class AiohttpTransport:
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._session = session
         self._closed = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @classmethod
     def from_config(
@@ -145,6 +147,7 @@ class AiohttpTransport:
             RequestTimeoutError: the timeout passed.
         """
         session = self._session or self._get_session()
+        timeout = self._timeout if request.timeout is None else self._timeout_for(request.timeout)
         headers = request.headers
         if not self._owns_session:
             headers = {**self._headers, **headers}
@@ -156,7 +159,7 @@ class AiohttpTransport:
                 params=request.params or None,
                 headers=headers or None,
                 data=request.body,
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
             )
             try:
@@ -186,6 +189,42 @@ class AiohttpTransport:
         # Raised outside the handlers, so neither __cause__ nor __context__ keeps
         # aiohttp's exception, whose text may hold the key (query-auth URLs).
         raise error
+
+    def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
+        """This transport's timeouts, with ``seconds`` for the whole exchange (one call's)."""
+        cached = self._timeouts.get(seconds)
+        if cached is None:
+            base = self._timeout
+            cached = self._timeouts[seconds] = attrs.evolve(
+                base,
+                total=seconds,
+                connect=None if base.connect is None else min(base.connect, seconds),
+                sock_connect=None if base.sock_connect is None else min(base.sock_connect, seconds),
+                sock_read=None if base.sock_read is None else min(base.sock_read, seconds),
+            )
+        return cached
+
+    def abandon(self) -> bool:
+        """Drop an owned session that was never closed, at garbage collection.
+
+        Returns whether there was one. Its connections are closed if the loop still
+        runs; the session is detached so that aiohttp does not warn a second time.
+        """
+        session, self._session = self._session, None
+        self._closed = True
+        if session is None or not self._owns_session or session.closed:
+            return False
+        connector = session.connector
+        session.detach()
+        # Connector.close() returns an awaitable that cannot be awaited here; its
+        # synchronous half closes the sockets (and marks it closed, so it does not warn).
+        close_now = getattr(connector, "_close", None)
+        if close_now is not None:
+            try:
+                close_now()
+            except Exception:  # pragma: no cover - a loop already gone
+                pass
+        return True
 
     async def _read(self, response: aiohttp.ClientResponse, request: Request) -> bytes:
         """Read the body, never more than max_response_bytes of it (after decompression)."""

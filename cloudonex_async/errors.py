@@ -7,6 +7,7 @@
     │   └── RouteNotFoundError    the web server has no API at this URL (an HTML 404 page)
     ├── TransportError            the network failed (connection, timeout, dropped answer)
     │   ├── RequestTimeoutError
+    │   │   └── PoolTimeoutError  no concurrency slot came free within max_wait (not sent)
     │   ├── ResponseTooLargeError the answer outgrew max_response_bytes (after decompression)
     │   └── OutcomeUnknownError   a write was sent but its outcome is unknown
     ├── APIError                  the server answered with a failure
@@ -20,6 +21,7 @@
     ├── UnsupportedError          this server does not offer (or silently ignores) the call
     ├── CreatedWithoutIdError     a record was created, but the server did not say its id
     ├── PaginationError           a listing does not advance (the server repeats a page)
+    ├── BudgetStoreError          the shared budget store (Redis) failed before a request left
     ├── BulkError                 raise_on_error=True: some records failed or are unknown
     └── SyncError                 raise_on_error=True: a sync left records failed or unknown
 
@@ -39,6 +41,7 @@ from .models import Model
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BudgetStoreError",
     "BulkError",
     "CloudOnexError",
     "ConfigurationError",
@@ -47,6 +50,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PaginationError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseParseError",
@@ -112,6 +116,14 @@ class TransportError(CloudOnexError):
 
 class RequestTimeoutError(TransportError):
     """No complete answer arrived within the configured timeout."""
+
+
+class PoolTimeoutError(RequestTimeoutError):
+    """All of the Client's ``max_concurrency`` slots stayed busy for the call's ``max_wait``.
+
+    Nothing was sent (``request_sent`` is False): send it again later, or raise
+    ``max_concurrency`` or ``max_wait``.
+    """
 
 
 class ResponseTooLargeError(TransportError):
@@ -310,6 +322,16 @@ class CreatedWithoutIdError(CloudOnexError):
 
 class PaginationError(CloudOnexError):
     """A listing stopped advancing: the server sent the same page again."""
+
+
+class BudgetStoreError(CloudOnexError):
+    """The budget store (a ``RedisLimiter``'s Redis) failed before the request was sent.
+
+    Nothing was sent (``request_sent`` is always False), so it is safe to send again
+    once the store answers. The store's own exception is the ``__cause__``.
+    """
+
+    request_sent = False
 
 
 class BulkError(CloudOnexError):

@@ -22,6 +22,7 @@ from cloudonex_async import (
     RateLimitError,
     RetryPolicy,
 )
+from cloudonex_async._budget import Priority
 from cloudonex_async._ratelimit import BaseLimiter, Slots
 from cloudonex_async.testing import FakeClock, Faults, SandboxServer
 
@@ -152,24 +153,27 @@ async def test_a_caller_waiting_for_a_slot_holds_no_budget_token() -> None:
     assert limiter.statistics_nowait().remaining == 3
 
 
-async def test_slots_serve_interactive_waiters_first() -> None:
+async def test_a_freed_slot_goes_to_its_clients_interactive_waiter_first() -> None:
+    limiter = LocalLimiter(rate_limit=50, rate_period=60, clock=FakeClock(T0))
+    await take(limiter)  # the first request has ended: nobody holds back for it
     slots = Slots(1)
-    assert slots.take_nowait()
+    held = await limiter.grant(slots=slots)
     order: list[str] = []
 
-    async def wait(name: str, priority: str) -> None:
-        await slots.take(priority)  # type: ignore[arg-type]
+    async def wait(name: str, priority: Priority) -> None:
+        grant = await limiter.grant(slots=slots, priority=priority)
         order.append(name)
-        slots.release()
+        await grant.end()
 
     waiters = [asyncio.ensure_future(wait("bulk", "bulk"))]
     await asyncio.sleep(0)
     waiters.append(asyncio.ensure_future(wait("interactive", "interactive")))
-    await asyncio.sleep(0)
-    slots.release()
+    await wait_until(lambda: slots.waiting == 2)
+    await held.end()
     await asyncio.gather(*waiters)
     assert order == ["interactive", "bulk"]
     assert slots.free == 1
+    assert slots.waiting == 0
 
 
 async def test_until_the_first_answer_one_request_goes_at_a_time() -> None:
@@ -403,3 +407,42 @@ async def test_cancelling_an_in_flight_call_leaves_nothing_behind(
     assert client.rate_limit.requests_sent == 1  # it left: its budget is spent
     sandbox.latency = 0
     assert await client.request("GET", "customers") == []
+
+
+# -- the window's length shown: an estimate after one Reset, the server's after two -----
+
+
+@pytest.mark.parametrize(
+    ("configured", "period", "estimate"),
+    [
+        # Set up for the server's plan: the one Reset seen does not contradict it.
+        ({"rate_limit": 30, "rate_period": 120}, 120.0, 120.0),
+        # The defaults (1000 per hour): the server's limit differs, so the configured
+        # period says nothing of its window. Twice the 6.14 s left: about 12 s.
+        ({}, 3600.0, 12.28),
+    ],
+    ids=["configured-like-the-server", "configured-otherwise"],
+)
+async def test_the_window_is_estimated_after_one_reset_and_confirmed_after_two(
+    make_sandbox: SandboxFactory,
+    make_client: ClientFactory,
+    configured: dict[str, float],
+    period: float,
+    estimate: float,
+) -> None:
+    end = math.ceil(T0 / 120) * 120  # one of the server's 120 s windows ends here
+    clock = FakeClock(end - 6.14)
+    sandbox = await make_sandbox(rate_limit=30, rate_period=120, clock=clock)
+    client = make_client(sandbox, limiter=LocalLimiter(clock=clock, **configured))  # type: ignore[arg-type]
+    before = client.rate_limit
+    assert (before.window_seconds, before.window_confirmed) == (period, False)
+    await client.request("GET", "customers")
+    one = client.rate_limit
+    assert (one.limit, one.window_confirmed) == (30, False)
+    assert one.window_seconds == pytest.approx(estimate)
+    clock.advance(7)  # into the server's next window
+    await client.request("GET", "customers")
+    two = client.rate_limit
+    assert (two.window_seconds, two.window_confirmed) == (120, True)
+    assert two.reset_at is not None
+    assert two.reset_at.timestamp() == end + 120

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from cloudonex_async.testing import SandboxServer
+
 from .conftest import SandboxFactory
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -59,6 +61,16 @@ async def run(
 EXAMPLES = [(name, code) for name, code in examples() if code not in MODULES.values()]
 
 
+def fill_placeholders(code: str, sandbox: SandboxServer, request: pytest.FixtureRequest) -> str:
+    """``code`` with the README's placeholders swapped for the sandbox and the tests' Redis."""
+    code = code.replace("https://your-domain.com", sandbox.base_url)
+    code = code.replace("your-api-key-here", sandbox.api_key)
+    if "redis://" in code:
+        redis_url: str = request.getfixturevalue("redis_url")
+        code = code.replace("redis://localhost:6379/0", redis_url)
+    return code
+
+
 def test_the_readme_has_examples() -> None:
     assert len(EXAMPLES) >= 6
     tests = "".join(code for _, code in EXAMPLES if code.startswith("# test_"))
@@ -76,18 +88,16 @@ async def test_readme_example_runs(
     request: pytest.FixtureRequest,
 ) -> None:
     sandbox = await make_sandbox()
-    code = code.replace("https://your-domain.com", sandbox.base_url)
-    code = code.replace("your-api-key-here", sandbox.api_key)
-    if "redis://" in code:
-        redis_url: str = request.getfixturevalue("redis_url")
-        code = code.replace("redis://localhost:6379/0", redis_url)
+    code = fill_placeholders(code, sandbox, request)
     first_line = code.splitlines()[0]
     as_test = re.fullmatch(r"# (test_\w+\.py)", first_line)
     script = tmp_path / (as_test.group(1) if as_test else "example.py")
     script.write_text(code, encoding="utf-8")
     if as_test:
         for module, text in MODULES.items():
-            (tmp_path / module).write_text(text, encoding="utf-8")
+            (tmp_path / module).write_text(
+                fill_placeholders(text, sandbox, request), encoding="utf-8"
+            )
     env = {
         **os.environ,
         "CLOUDONEX_BASE_URL": sandbox.base_url,
