@@ -13,6 +13,7 @@ import asyncio
 import copy
 import hashlib
 import logging
+import math
 import random
 import ssl as _ssl
 import time
@@ -64,7 +65,7 @@ from ._protocol import (
     parse_response,
     retry_decision,
 )
-from ._ratelimit import BaseLimiter, LocalLimiter, RateLimitStatus, Slots, WaitPhase
+from ._ratelimit import BaseLimiter, Grant, LocalLimiter, RateLimitStatus, Slots, WaitPhase
 from ._transport import AiohttpTransport, ClientSession, Transport
 from .errors import CloudOnexError, ConfigurationError, RateLimitError, TransportError
 from .resources import (
@@ -84,6 +85,10 @@ from .resources import (
 )
 
 logger = logging.getLogger("cloudonex_async")
+_CLOSED_WHILE_WAITING = (
+    "the client was closed while this call waited for the budget or a slot; nothing was "
+    "sent (create a new Client to send it)"
+)
 #: The share of an attempt's timeout it may hold back, before the server's first answer
 #: has named the window, while another request is on its way to learn it.
 FIRST_ANSWER_HOLD = 0.1
@@ -592,23 +597,19 @@ class Client:
         if root._loop is not asyncio.get_running_loop():
             root._enter_loop()
         limiter = self._limiter or self._bind_limiter()
-        hold = FIRST_ANSWER_HOLD * self._config.timeout
         hooks = self._config.event_hooks
         debug = logger.isEnabledFor(logging.DEBUG)
         attempt = 0
         earlier: CloudOnexError | None = None  # an attempt the server may have acted on
         while True:
             attempt += 1
-            grant = limiter.grant_nowait(priority, self._slots) or await limiter.grant(
-                priority=priority,
-                max_wait=wait,
-                owner=root,
-                slots=self._slots,
-                on_wait=self._wait_reporter(request, attempt) if hooks else None,
-                hold_limit=hold,
+            grant = limiter.grant_nowait(priority, self._slots) or await self._wait_for_grant(
+                limiter, request, priority, wait, attempt
             )
             answer: Envelope | Failure | None = None
             try:  # as ``async with grant:``, without two coroutine frames per request
+                if root._closed:  # closed after this call was handed its grant
+                    raise ConfigurationError(_CLOSED_WHILE_WAITING)
                 if on_send is not None:
                     await on_send()
                 grant.sent = True  # from here on the request may leave
@@ -619,6 +620,7 @@ class Client:
                     raw = await self._transport.send(request)
                 except TransportError as exc:
                     grant.sent = exc.request_sent
+                    grant.failed = True
                     error: CloudOnexError = exc
                     if debug:
                         logger.debug("%s %s failed: %s", request.method, request.display_url, exc)
@@ -628,6 +630,10 @@ class Client:
                     answer = parse(raw, self.clock.time())
                     grant.answered = True
                     grant.budget = answer.budget
+                    if isinstance(answer, Failure) and isinstance(answer.error, RateLimitError):
+                        # Paused before the grant ends, or the callers it wakes would
+                        # go straight into the same 429.
+                        await limiter.rate_limited(answer.retry_after, answer.budget)
                     if debug or hooks:
                         self._answered(request, raw, answer, attempt, started, debug)
             finally:
@@ -640,12 +646,8 @@ class Client:
                     return answer
                 assert isinstance(answer, Failure)
                 error, retry_after = answer.error, answer.retry_after
-                if isinstance(error, RateLimitError):
-                    await limiter.rate_limited(retry_after, answer.budget)
-                    if hooks:
-                        self._emit(
-                            "rate_limited", request, attempt, status=429, seconds=retry_after
-                        )
+                if hooks and isinstance(error, RateLimitError):
+                    self._emit("rate_limited", request, attempt, status=429, seconds=retry_after)
             decision = retry_decision(
                 method=request.method,
                 attempt=attempt,
@@ -655,8 +657,11 @@ class Client:
                 retry_after=retry_after,
             )
             if not decision.retry or (
-                # The server named a wait longer than the caller will wait.
-                retry_after is not None and wait is not None and decision.delay > wait
+                # A wait the server asked for (a 429 pauses until Reset when it names no
+                # time) that is longer than the caller's max_wait.
+                wait is not None
+                and (retry_after is not None or isinstance(error, RateLimitError))
+                and (math.inf if retry_after is None else decision.delay) > wait
             ):
                 unknown = outcome_unknown(request.method, error, earlier=earlier)
                 if unknown is not None:
@@ -684,10 +689,34 @@ class Client:
                 )
             await self._pause(decision.delay)
 
+    async def _wait_for_grant(
+        self,
+        limiter: BaseLimiter,
+        request: Request,
+        priority: Priority,
+        max_wait: float | None,
+        attempt: int,
+    ) -> Grant:
+        """Wait for a grant (see :meth:`BaseLimiter.grant`); its errors name the request."""
+        try:
+            return await limiter.grant(
+                priority=priority,
+                max_wait=max_wait,
+                owner=self._root,
+                slots=self._slots,
+                on_wait=self._wait_reporter(request, attempt) if self._config.event_hooks else None,
+                hold_limit=FIRST_ANSWER_HOLD * self._config.timeout,
+            )
+        except (RateLimitError, TransportError) as error:
+            error.method, error.url = request.method, request.display_url
+            error.message = f"{request.method} {request.display_url}: {error.message}"
+            error.args = (error.message,)
+            raise
+
     async def _pause(self, seconds: float) -> None:
         """Sleep before a retry; closing the client ends the sleep with an error."""
         root = self._root
-        if seconds > 0:
+        if seconds > 0 and not root._closed:
             if root._closing is None:
                 root._closing = asyncio.get_running_loop().create_future()
             sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
@@ -699,8 +728,8 @@ class Client:
                     await asyncio.gather(sleeper, return_exceptions=True)
         if root._closed:
             raise ConfigurationError(
-                "the client was closed while this call waited to be retried; create a new "
-                "Client to send it again"
+                "the client was closed before this call could be sent again (its last "
+                "attempt failed); create a new Client to send it"
             )
 
     def _enter_loop(self) -> None:

@@ -12,6 +12,7 @@ from typing import Generic, Literal, TypeVar
 import attrs
 
 from ._error_base import CloudOnexError
+from ._secret import masked_repr
 from .models import Model
 
 M = TypeVar("M", bound=Model)
@@ -151,7 +152,7 @@ class PlannedChange:
     key: str | None
     action: Action
     record_id: int | None = None
-    changes: Mapping[str, object] = attrs.field(factory=dict)
+    changes: Mapping[str, object] = attrs.field(factory=dict, repr=masked_repr)
     reason: str | None = None
 
 

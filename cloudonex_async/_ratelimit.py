@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import math
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -185,6 +186,7 @@ class Grant:
         "_slots",
         "answered",
         "budget",
+        "failed",
         "granted_at",
         "id",
         "priority",
@@ -209,6 +211,8 @@ class Grant:
         self.sent = False
         #: Whether an answer came back (with or without budget headers).
         self.answered = False
+        #: Whether the attempt was made and ended without an answer (a transport error).
+        self.failed = False
         #: The budget the answer announced, if any.
         self.budget: RateLimitInfo | None = None
         #: Whether this is the request whose answer will name the server's window.
@@ -260,20 +264,16 @@ class _Waiter:
     priority: Priority
     owner: object
     wake: asyncio.Future[None]
-    slots: Slots | None
+    slots: Slots
     deadline: float  # give up here (max_wait); math.inf: never
-    holds: bool = True  # waits for the server's first answer while one is on its way
+    seq: int  # arrival order, across the clients of the limiter
     reserved: bool = False  # holds a slot while it asks an asynchronous store
     closed: bool = False  # its client was closed
     grant: Grant | None = None  # handed over by _wake_head, before this caller runs again
-    queued: bool = True
+    queued: bool = False
 
-    def blocked(self, probing: bool) -> bool:
-        """Whether this caller cannot go now, whatever the budget says."""
-        if self.holds and probing:
-            return True
-        slots = self.slots
-        return slots is not None and slots.free <= 0 and not self.reserved
+
+_RANK: dict[Priority, int] = {"interactive": 0, "bulk": 1}
 
 
 _CLOSED_MESSAGE = (
@@ -319,7 +319,14 @@ class BaseLimiter:
         self.store = store
         # The budget itself, when it lives in this process: grants then need no await.
         self._budget = store.budget if isinstance(store, MemoryStore) else None
-        self._queue: dict[Priority, deque[_Waiter]] = {"interactive": deque(), "bulk": deque()}
+        # Callers waiting for a grant, per client (its Slots) and priority, in arrival
+        # order: the next to serve is the earliest, interactive first, of the clients
+        # with a free slot, found without walking past another client's queue.
+        self._queues: dict[Slots, dict[Priority, deque[_Waiter]]] = {}
+        self._queued = 0  # callers in _queues
+        self._holding: set[_Waiter] = set()  # callers holding back for the first answer
+        self._unbounded = Slots(sys.maxsize)  # the slots of callers that bring none
+        self._seq = itertools.count()
         self._grant_ids: Iterator[str] = map(str, itertools.count())
         # Until the first answer names the server's window, the callers that may wait
         # hold back while one request is on its way: a burst sent blind could overflow a
@@ -347,7 +354,7 @@ class BaseLimiter:
         queued ahead.
         """
         budget = self._budget
-        if budget is None or self._queue["interactive"] or self._queue["bulk"]:
+        if budget is None or self._queued:
             return None
         if self._probe_out and self._learning:
             return None
@@ -403,16 +410,25 @@ class BaseLimiter:
         start = clock.time()
         patience = math.inf if max_wait is None else max_wait
         deadline = start + patience
-        hold_until = deadline if hold_limit is None else min(deadline, start + hold_limit)
+        own = slots if slots is not None else self._unbounded
         waiter = _Waiter(
-            priority, owner, asyncio.get_running_loop().create_future(), slots, deadline
+            priority,
+            owner,
+            asyncio.get_running_loop().create_future(),
+            own,
+            deadline,
+            next(self._seq),
         )
-        self._queue[priority].append(waiter)
-        if slots is not None:
-            slots.waiting += 1
         grant_id = next(self._grant_ids)
         waited = False
         try:
+            if self._learning and self._probe_out:
+                waited = True
+                self._note_wait(on_wait)
+                hold = patience if hold_limit is None else min(patience, hold_limit)
+                await self._hold(waiter, start + hold)
+            if not waiter.queued:  # (the end of the hold may have queued it)
+                self._enqueue(waiter)
             while True:
                 if waiter.closed:
                     raise ConfigurationError(_CLOSED_MESSAGE)
@@ -420,56 +436,52 @@ class BaseLimiter:
                     granted, waiter.grant = waiter.grant, None
                     return granted
                 now = clock.time()
-                if waiter.holds and now >= hold_until:
-                    waiter.holds = False  # the first answer is late: go without it
                 state = self._state(waiter)
                 wake_at: float
                 if state == "go":
-                    if slots is not None:
-                        slots.free -= 1
-                        waiter.reserved = True
+                    own.free -= 1
+                    waiter.reserved = True
                     until = await self._take(priority, grant_id, now)
                     if until is None:
                         waiter.reserved = False
                         self._dequeue(waiter)
-                        return self._new_grant(slots, grant_id, now, priority, slot_taken=True)
-                    if slots is not None:
-                        slots.free += 1
-                        waiter.reserved = False
-                    self._refill_at = until
+                        return self._new_grant(own, grant_id, now, priority, slot_taken=True)
+                    own.free += 1
+                    waiter.reserved = False
                     if until > deadline:
                         raise await self._budget_error(until, patience, priority)
-                    self._wake_doomed(until)
+                    if until != self._refill_at:
+                        self._refill_at = until
+                        self._wake_doomed(until)
                     wake_at = min(until, now + self.poll_seconds)
                 elif now >= deadline:
-                    if state == "slot" and slots is not None:
-                        raise _slots_error(slots, patience)
+                    if state == "slot":
+                        raise _slots_error(own, patience)
                     raise await self._budget_error(self._refill_after(now), patience, priority)
                 elif state == "behind" and self._refill_after(now) > deadline:
                     raise await self._budget_error(self._refill_at, patience, priority)
                 else:
-                    wake_at = hold_until if state == "hold" else deadline
+                    wake_at = deadline
                 if not waited:
                     waited = True
-                    self._stats["waits"] += 1
-                    if on_wait is not None:
-                        on_wait("started", 0.0)
+                    self._note_wait(on_wait)
                 await self._sleep(waiter, None if wake_at == math.inf else wake_at - now)
         finally:
             if waiter.grant is not None:  # handed a grant, but leaving without it
                 waiter.grant.end_nowait()  # never sent: its token and slot go back
-            if waiter.reserved and slots is not None:
-                slots.free += 1
-            if waiter.queued:
-                self._dequeue(waiter)
-            if slots is not None:
-                slots.waiting -= 1
+            if waiter.reserved:
+                own.free += 1
+            self._holding.discard(waiter)
+            self._dequeue(waiter)
+            self._wake_head()
             if waited:
                 seconds = clock.time() - start
                 self._time_waited += seconds
                 if on_wait is not None:
-                    on_wait("ended", seconds)
-            self._wake_head()
+                    try:
+                        on_wait("ended", seconds)
+                    except Exception:
+                        logger.warning("on_wait failed", exc_info=True)
 
     async def rate_limited(self, retry_after: float | None, info: RateLimitInfo | None) -> None:
         """Pause every caller after a 429, until Retry-After, else Reset, else one window."""
@@ -500,12 +512,11 @@ class BaseLimiter:
 
     def cancel_waiters(self, owner: object) -> None:
         """Wake every caller of ``owner`` waiting for the budget or a slot, with an error."""
-        for queue in self._queue.values():
-            for waiter in queue:
-                if waiter.owner is owner and not waiter.closed:
-                    waiter.closed = True
-                    if not waiter.wake.done():
-                        waiter.wake.set_result(None)
+        for waiter in [*self._holding, *self._waiters()]:
+            if waiter.owner is owner and not waiter.closed:
+                waiter.closed = True
+                if not waiter.wake.done():
+                    waiter.wake.set_result(None)
 
     # -- handing out and ending grants -----------------------------------------------------
 
@@ -551,11 +562,24 @@ class BaseLimiter:
 
     def _grant_ended(self, grant: Grant) -> None:
         """After a grant ended: stop holding for the first answer if due, serve the queue."""
-        if self._learning and (grant.answered or grant.probe):
-            # Answered: the budget now knows the window. Ended without an answer: it is
-            # not worth holding anyone for any longer.
-            self._learning = False
-        if self._queue["interactive"] or self._queue["bulk"]:
+        if self._learning and (grant.answered or grant.sent or grant.failed or grant.probe):
+            if grant.answered or grant.sent or grant.failed:
+                # Answered: the budget now knows the window. An attempt that ended
+                # without an answer: it is not worth holding anyone for any longer.
+                # The held callers join the queue together, in order.
+                self._learning = False
+                for held in sorted(self._holding, key=lambda waiter: waiter.seq):
+                    self._enqueue(held)
+                    if not held.wake.done():
+                        held.wake.set_result(None)
+                self._holding.clear()
+            else:
+                # Never sent: the earliest held caller goes, and learns the window.
+                self._probe_out = False
+                first = min(self._holding, key=lambda waiter: waiter.seq, default=None)
+                if first is not None and not first.wake.done():
+                    first.wake.set_result(None)
+        if self._queued:
             self._wake_head()
 
     async def _end(self, grant: Grant) -> None:
@@ -598,8 +622,12 @@ class BaseLimiter:
             return budget.try_take(now, priority)
         try:
             while self._unreported:
-                await self._report(self._unreported[0], now)
-                self._unreported.pop(0)
+                report = self._unreported.pop(0)
+                try:
+                    await self._report(report, now)
+                except BaseException:
+                    self._unreported.insert(0, report)
+                    raise
             return await self.store.take(priority, grant_id, now)
         except Exception as exc:
             raise BudgetStoreError(
@@ -607,27 +635,80 @@ class BaseLimiter:
                 f"{exc}); nothing was sent: send it again once the store answers"
             ) from exc
 
-    def _state(self, waiter: _Waiter) -> Literal["go", "hold", "slot", "behind"]:
-        """Why ``waiter`` waits: it may go, holds for the first answer, has no slot, or
-        queues behind a caller that may go first."""
-        probing = self._probe_out and self._learning
-        for queue in self._queue.values():
-            for other in queue:
-                if other is waiter:
-                    if waiter.holds and probing:
-                        return "hold"
-                    return "slot" if waiter.blocked(probing) else "go"
-                if not (other.closed or other.grant is not None or other.blocked(probing)):
-                    return "behind"
-        return "go"  # pragma: no cover - a waiter is always queued while it asks
+    def _state(self, waiter: _Waiter) -> Literal["go", "slot", "behind"]:
+        """Why ``waiter`` waits: it may go, its client has no free slot, or it queues
+        behind a caller that goes first."""
+        if waiter.slots.free <= 0 and not waiter.reserved:
+            return "slot"
+        return "go" if self._next() is waiter else "behind"
+
+    def _next(self) -> _Waiter | None:
+        """The caller to serve next: the earliest, interactive first, among the first
+        callers of each client that has a free slot (or one reserved for it)."""
+        best: _Waiter | None = None
+        for slots, queues in self._queues.items():
+            for queue in queues.values():  # interactive, then bulk
+                if not queue:
+                    continue
+                first = queue[0]
+                if first.reserved or slots.free > 0:
+                    if best is None or (_RANK[first.priority], first.seq) < (
+                        _RANK[best.priority],
+                        best.seq,
+                    ):
+                        best = first
+                break  # this client's bulk callers come after its interactive ones
+        return best
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        slots = waiter.slots
+        queues = self._queues.get(slots)
+        if queues is None:
+            queues = self._queues[slots] = {"interactive": deque(), "bulk": deque()}
+        queues[waiter.priority].append(waiter)
+        waiter.queued = True
+        self._queued += 1
+        slots.waiting += 1
 
     def _dequeue(self, waiter: _Waiter) -> None:
-        queue = self._queue[waiter.priority]
-        if queue and queue[0] is waiter:
+        if not waiter.queued:
+            return
+        waiter.queued = False
+        self._queued -= 1
+        slots = waiter.slots
+        slots.waiting -= 1
+        if not slots.waiting:
+            del self._queues[slots]
+            return
+        queue = self._queues[slots][waiter.priority]
+        if queue[0] is waiter:
             queue.popleft()
         else:
             queue.remove(waiter)
-        waiter.queued = False
+
+    def _waiters(self) -> list[_Waiter]:
+        return [w for queues in self._queues.values() for q in queues.values() for w in q]
+
+    async def _hold(self, waiter: _Waiter, until: float) -> None:
+        """Hold back while the first request is on its way (its answer names the
+        window), until ``until`` at most; closing the client ends the hold."""
+        self._holding.add(waiter)
+        try:
+            while waiter in self._holding and self._probe_out and not waiter.closed:
+                now = self.clock.time()
+                if now >= until:
+                    return  # the first answer is late: go without it
+                await self._sleep(waiter, None if until == math.inf else until - now)
+        finally:
+            self._holding.discard(waiter)
+
+    def _note_wait(self, on_wait: OnWait | None) -> None:
+        self._stats["waits"] += 1
+        if on_wait is not None:
+            try:
+                on_wait("started", 0.0)
+            except Exception:
+                logger.warning("on_wait failed", exc_info=True)
 
     def _refill_after(self, now: float) -> float:
         """When the budget last said it returns, if that is still ahead, else ``now``."""
@@ -636,8 +717,7 @@ class BaseLimiter:
     def _wake_head(self) -> None:
         """Hand grants to queued callers, in order, while the budget allows; wake the next.
 
-        Callers that cannot go whatever the budget says (no free slot of their client,
-        or holding for the first answer) are passed over. With the budget in this
+        Callers whose client has no free slot are passed over. With the budget in this
         process, grants go straight to the callers that can go, as many as the budget
         allows: waking them one by one, one per turn of the event loop, would keep the
         queue (and every newcomer behind it) waiting under steady load. The first that
@@ -646,34 +726,25 @@ class BaseLimiter:
         """
         budget = self._budget
         now: float | None = None
-        for queue in self._queue.values():
-            index = 0
-            while index < len(queue):
-                waiter = queue[index]
-                probing = self._probe_out and self._learning
-                if waiter.closed or waiter.grant is not None or waiter.blocked(probing):
-                    index += 1
+        while (waiter := self._next()) is not None:
+            if budget is not None and not waiter.reserved:
+                if now is None:
+                    now = self.clock.time()
+                if budget.try_take(now, waiter.priority) is None:
+                    waiter.grant = self._new_grant(waiter.slots, "", now, waiter.priority)
+                    self._dequeue(waiter)
+                    if not waiter.wake.done():
+                        waiter.wake.set_result(None)
                     continue
-                if budget is not None and not waiter.reserved:
-                    if now is None:
-                        now = self.clock.time()
-                    if budget.try_take(now, waiter.priority) is None:
-                        waiter.grant = self._new_grant(waiter.slots, "", now, waiter.priority)
-                        del queue[index]
-                        waiter.queued = False
-                        if not waiter.wake.done():
-                            waiter.wake.set_result(None)
-                        continue
-                if not waiter.wake.done():
-                    waiter.wake.set_result(None)
-                return
+            if not waiter.wake.done():
+                waiter.wake.set_result(None)
+            return
 
     def _wake_doomed(self, until: float) -> None:
         """Wake the queued callers whose max_wait ends before ``until``: they raise now."""
-        for queue in self._queue.values():
-            for waiter in queue:
-                if waiter.deadline < until and not waiter.wake.done():
-                    waiter.wake.set_result(None)
+        for waiter in self._waiters():
+            if waiter.deadline < until and not waiter.wake.done():
+                waiter.wake.set_result(None)
 
     async def _sleep(self, waiter: _Waiter, delay: float | None) -> None:
         if waiter.wake.done():

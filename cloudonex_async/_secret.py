@@ -84,6 +84,16 @@ def as_secret(value: object) -> object:
     return Secret(str(value))
 
 
+def masked_repr(fields: Mapping[str, object]) -> str:
+    """The repr of ``fields`` with the values of secret-named fields (and Secrets) masked."""
+    return repr(
+        {
+            k: Secret(str(v)) if isinstance(k, str) and SECRET_NAME.search(k) else v
+            for k, v in fields.items()
+        }
+    )
+
+
 def without_secrets(value: object) -> object:
     """``value`` (a payload: mappings, lists, values) with every Secret left out.
 

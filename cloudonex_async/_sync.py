@@ -191,6 +191,12 @@ def changed_fields(
     for field in fields:
         if field not in payload:
             continue
+        held = theirs.extra.get(field, getattr(theirs, field, None))
+        if isinstance(held, Secret) and held:
+            # The server holds a secret (a password's hash, a token) the input cannot be
+            # compared with: it is set when the record is created, never updated by a
+            # sync (update() sets it on purpose).
+            continue
         if field in known and not (getattr(theirs, field) is None and field in theirs.extra):
             differs = not same(getattr(mine, field), getattr(theirs, field))
         elif field in known:

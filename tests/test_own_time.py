@@ -155,14 +155,17 @@ async def test_max_wait_bounds_a_wait_for_a_concurrency_slot() -> None:
 async def test_a_client_with_free_slots_never_waits_behind_another_clients_queue() -> None:
     gate = asyncio.Event()
     url, key = "https://x.test", "k" * 32
+    slow = gated(gate)
     async with (
         Client(base_url=url, api_key=key, transport=instant()) as b,
-        Client(base_url=url, api_key=key, transport=gated(gate), max_concurrency=1) as a,
+        Client(base_url=url, api_key=key, transport=slow, max_concurrency=1) as a,
     ):
         assert a.limiter is b.limiter  # one key, one budget
         await b.customers.get(1)  # the first answer: the window is known
         queued = [asyncio.ensure_future(a.customers.get(1)) for _ in range(6)]
-        await wait_until(lambda: a.limiter.statistics_nowait().waits >= 5)
+        await wait_until(lambda: len(slow.requests) == 1)
+        for _ in range(5):
+            await asyncio.sleep(0)  # A's other five queue for its only slot
         # B's six calls go at once, while A's five wait for A's only slot.
         await asyncio.wait_for(asyncio.gather(*(b.customers.get(1) for _ in range(6))), 5)
         assert not any(task.done() for task in queued)

@@ -353,20 +353,29 @@ async def test_a_sync_sends_a_new_password_but_never_the_servers_hash(
     result = await client.customers.sync(edited, key="email")
     assert [o.status for o in result.outcomes] == ["updated", "updated"]
     assert [o.changes for o in result.outcomes] == [{"city": "Bergen"}] * 2
-    # A plain password is a change (a hash never equals it); the same token is none.
-    token = CUSTOMER_SECRETS["token"]
+    # A secret the server holds cannot be compared with the input (a hash never equals
+    # the password): a sync leaves it alone, so an unchanged nightly input plans nothing.
     plan = await client.customers.sync(
         [
-            {"email": "jane@example.com", "password": "n3w-Passw0rd"},
-            {"email": "ola@example.com", "token": token},
+            {"email": "jane@example.com", "password": "n3w-Passw0rd", "city": "Bergen"},
+            {"email": "ola@example.com", "token": "another-token", "city": "Bergen"},
         ],
         key="email",
         dry_run=True,
     )
-    assert [c.action for c in plan.changes] == ["update", "unchanged"]
+    assert [c.action for c in plan.changes] == ["unchanged", "unchanged"]
+    # A record whose secret is empty on the server gets it; the plan's repr masks it.
+    sandbox.seed("customers", [{"account": "Kari", "email": "kari@example.com", "city": "Oslo"}])
+    plan = await client.customers.sync(
+        [{"email": "kari@example.com", "password": "n3w-Passw0rd"}], key="email", dry_run=True
+    )
+    assert [c.action for c in plan.changes] == ["update"]
     assert plan.changes[0].changes == {"password": "n3w-Passw0rd"}
+    assert "n3w-Passw0rd" not in repr(plan)
+    assert "n3w-Passw0rd" not in repr(plan.changes[0])
     for stored in sandbox.records("customers"):
-        assert stored["password"] == CUSTOMER_SECRETS["password"]
+        if stored["email"] != "kari@example.com":
+            assert stored["password"] == CUSTOMER_SECRETS["password"]
 
 
 # -- the API key: scrubbed before any text is cut ----------------------------------------
