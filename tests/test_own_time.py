@@ -247,26 +247,30 @@ class FlakyStore:
         if step in self.fail:
             raise ConnectionError(f"the store is down ({step})")
 
+    async def _call(self, step: str) -> None:
+        await asyncio.sleep(0)  # a round trip, as to Redis: other calls run meanwhile
+        self._check(step)
+
     async def take(self, priority: Priority, grant_id: str, now: float) -> float | None:
-        self._check("take")
+        await self._call("take")
         return await self.inner.take(priority, grant_id, now)
 
     async def give_back(self, grant_id: str, granted_at: float, now: float) -> None:
-        self._check("give_back")
+        await self._call("give_back")
         await self.inner.give_back(grant_id, granted_at, now)
 
     async def finish(
         self, grant_id: str, granted_at: float, info: RateLimitInfo | None, now: float
     ) -> None:
-        self._check("finish")
+        await self._call("finish")
         await self.inner.finish(grant_id, granted_at, info, now)
 
     async def pause(self, until: float, now: float) -> None:
-        self._check("pause")
+        await self._call("pause")
         await self.inner.pause(until, now)
 
     async def snapshot(self, now: float) -> BudgetSnapshot:
-        self._check("snapshot")
+        await self._call("snapshot")
         return await self.inner.snapshot(now)
 
     def last_snapshot(self) -> BudgetSnapshot:
@@ -463,3 +467,122 @@ async def test_a_client_collected_unclosed_gives_one_warning_of_its_own(
     assert "was never closed" in messages[0]
     assert "async with" in messages[0]
     assert caught[0].category is ResourceWarning
+
+
+# -- where the hold, a 429, a cancel and a close meet ---------------------------------------
+
+
+def windowed(limit: int, clock: FakeClock, sent: list[float]) -> MockTransport:
+    """A server allowing ``limit`` requests in a 60 s window that began at T0."""
+    reset = str(int(T0) + 60)
+
+    def answer(request: Request) -> RawResponse:
+        sent.append(clock.time())
+        headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Reset": reset}
+        if len(sent) > limit:
+            headers.update({"X-RateLimit-Remaining": "0", "Retry-After": "60"})
+            return json_response({"success": False, "message": "Too many"}, 429, headers)
+        headers["X-RateLimit-Remaining"] = str(limit - len(sent))
+        return json_response({"success": True, "data": {"id": 1, "account": "Jane"}}, 200, headers)
+
+    return MockTransport(answer)
+
+
+async def test_a_429_to_the_first_request_pauses_the_calls_it_held_back() -> None:
+    clock = FakeClock(T0, auto_advance=False)
+    gate = asyncio.Event()
+    sent: list[float] = []
+
+    async def answer(request: Request) -> RawResponse:
+        sent.append(clock.time())
+        if len(sent) == 1:
+            await gate.wait()
+        headers = {"Retry-After": "60"}  # and no budget headers to learn from
+        return json_response({"success": False, "message": "Too many"}, 429, headers)
+
+    client = Client(
+        base_url="https://x.test",
+        api_key="k" * 32,
+        transport=MockTransport(answer),
+        limiter=LocalLimiter(clock=clock),
+        retry=RetryPolicy(attempts=2, backoff_base=0.01, backoff_max=0.01),
+    )
+    calls = [asyncio.ensure_future(client.customers.get(1)) for _ in range(6)]
+    await wait_until(lambda: len(sent) == 1)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the other five hold back for its answer
+    gate.set()
+    await wait_until(lambda: clock.sleeping >= 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(sent) == 1  # none of them went into the same 429: they wait out its pause
+    await client.close()
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_first_request_cancelled_before_it_left_hands_the_hold_on() -> None:
+    clock = FakeClock(T0)
+    sent: list[float] = []
+    gate = asyncio.Event()
+    async with Client(
+        base_url="https://x.test",
+        api_key="k" * 32,
+        transport=windowed(3, clock, sent),
+        limiter=LocalLimiter(clock=clock),
+        max_wait=5,
+    ) as client:
+        probe = asyncio.ensure_future(client.call("GET", "customers/1", on_send=gate.wait))
+        await wait_until(lambda: client.rate_limit.requests_sent == 1)
+        held = [asyncio.ensure_future(client.customers.get(1)) for _ in range(8)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        probe.cancel()
+        results = await asyncio.gather(*held, return_exceptions=True)
+    # The next caller learned the window (3 per 60 s); no burst met a 429.
+    assert len(sent) == 3
+    assert sum(1 for r in results if isinstance(r, RateLimitError)) == 5
+    assert all(r.status == 0 for r in results if isinstance(r, RateLimitError))
+
+
+async def test_a_call_handed_its_grant_as_the_client_closes_is_not_sent() -> None:
+    gate = asyncio.Event()
+    transport = gated(gate)
+    client = Client(
+        base_url="https://x.test", api_key="k" * 32, transport=transport, max_concurrency=1
+    )
+    first = asyncio.ensure_future(client.customers.get(1))
+    await wait_until(lambda: len(transport.requests) == 1)
+    journaled: list[str] = []
+
+    async def journal() -> None:
+        journaled.append("sent")
+
+    second = asyncio.ensure_future(client.call("GET", "customers/1", on_send=journal))
+    await wait_until(lambda: client.limiter.statistics_nowait().waits == 1)
+    gate.set()
+    await first  # its slot goes to the second call, which has not run yet
+    await client.close()
+    with pytest.raises(ConfigurationError, match="closed"):
+        await second
+    assert journaled == []
+    assert len(transport.requests) == 1
+    assert client.rate_limit.requests_sent == 1  # the second grant was given back
+
+
+async def test_reports_the_store_missed_are_delivered_once_under_concurrent_calls(
+    make_sandbox: SandboxFactory,
+) -> None:
+    clock = FakeClock(T0)
+    sandbox = await make_sandbox(clock=clock)
+    store = FlakyStore(clock)
+    limiter = BaseLimiter(store, rate_limit=100, rate_period=3600, clock=clock)
+    async with Client(
+        base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter, max_wait=0
+    ) as c:
+        store.fail.add("finish")
+        await asyncio.gather(*(c.request("GET", "customers") for _ in range(5)))
+        assert len(store.inner.budget.in_flight) == 5
+        store.fail.clear()
+        await asyncio.gather(*(c.request("GET", "customers") for _ in range(10)))
+    assert not store.inner.budget.in_flight  # each missed report delivered, once
+    assert sandbox.count() == 15
