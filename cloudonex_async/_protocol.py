@@ -108,35 +108,57 @@ def redact(text: str, secret: str) -> str:
     """Return ``text`` with every spelling of ``secret`` replaced by ``<redacted>``.
 
     The spellings are the raw key and its URL-encoded, JSON-escaped and HTML-escaped
-    forms; a piece of a key (8 characters or more) that ends or starts the text is
-    replaced too. Redact before cutting a text to length: a key cut in two is no
-    longer found whole.
+    forms; any run of 8 or more of its characters (a key the server cut, or quoted in
+    part) is replaced too. Redact before cutting a text to length: a key cut in two is
+    no longer found whole.
     """
-    if not secret:
-        return text
-    forms = _spellings(secret)
-    for form in forms:
+    if (len(text) < _MIN_SECRET_PIECE and len(text) < len(secret)) or not secret:
+        return text  # too short to hold any spelling of the key, or a piece of one
+    for form in _spellings(secret):
         if form in text:
             text = text.replace(form, REDACTED)
-    for form in forms:
-        if len(form) <= _MIN_SECRET_PIECE:
-            continue
-        # The text ends with the key's first characters: where its tail holds them.
-        tail = text[-(len(form) - 1) :]
-        at = tail.find(form[:_MIN_SECRET_PIECE])
-        while at != -1:
-            if form.startswith(tail[at:]):
-                text = text[: len(text) - len(tail) + at] + REDACTED
-                break
-            at = tail.find(form[:_MIN_SECRET_PIECE], at + 1)
-        # The text starts with the key's last characters.
-        at = form.find(text[:_MIN_SECRET_PIECE], 1) if len(text) >= _MIN_SECRET_PIECE else -1
-        while at != -1:
-            if text.startswith(form[at:]):
-                text = REDACTED + text[len(form) - at :]
-                break
-            at = form.find(text[:_MIN_SECRET_PIECE], at + 1)
-    return text
+    return _mask_pieces(text, secret)
+
+
+@functools.lru_cache(maxsize=8)
+def _key_pieces(secret: str) -> tuple[re.Pattern[str], frozenset[str]]:
+    """Runs of the characters ``secret``'s spellings use, and their 8-character pieces."""
+    forms = _spellings(secret)
+    pieces = frozenset(
+        form[i : i + _MIN_SECRET_PIECE]
+        for form in forms
+        for i in range(len(form) - _MIN_SECRET_PIECE + 1)
+    )
+    alphabet = re.escape("".join(sorted(set("".join(forms)))))
+    return re.compile(f"[{alphabet}]{{{_MIN_SECRET_PIECE},}}"), pieces
+
+
+def _mask_pieces(text: str, secret: str) -> str:
+    """Replace every run of 8 or more characters of ``secret`` (any spelling) in ``text``.
+
+    Only stretches made of the key's characters are looked at, so a text with none
+    costs one regular-expression scan.
+    """
+    runs, pieces = _key_pieces(secret)
+    size = _MIN_SECRET_PIECE
+    kept: list[str] = []
+    done = 0
+    for run in runs.finditer(text):
+        at, end = run.span()
+        while at <= end - size:
+            if text[at : at + size] not in pieces:
+                at += 1
+                continue
+            last = at
+            while last + 1 <= end - size and text[last + 1 : last + 1 + size] in pieces:
+                last += 1
+            kept.append(text[done:at])
+            kept.append(REDACTED)
+            done = at = last + size
+    if not kept:
+        return text
+    kept.append(text[done:])
+    return "".join(kept)
 
 
 # --------------------------------------------------------------------------- requests
@@ -191,6 +213,9 @@ def format_id(record_id: int | str) -> str:
 # which showed in the throughput benchmark. Treat them as read-only.
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 @attrs.define
 class Request:
     """One HTTP request, ready to send. ``params``, ``headers`` may hold the key: never shown.
@@ -205,7 +230,7 @@ class Request:
     url: str
     display_url: str
     params: tuple[tuple[str, str], ...] = attrs.field(repr=False, default=())
-    headers: Mapping[str, str] = attrs.field(repr=False, default=MappingProxyType({}))
+    headers: Mapping[str, str] = attrs.field(repr=False, default=_NO_HEADERS)
     body: bytes | None = attrs.field(repr=False, default=None)
     body_encoding: BodyEncoding | None = None
     profile: str = "documented"
@@ -277,15 +302,19 @@ def build_request(
     if auth == "query":
         query.insert(0, ("api_key", api_key))
     if body is None:
+        # Every field given in order: a class called with keywords costs twice as much.
         return Request(
             method,
             url,
             display_url,
             tuple(query),
-            profile=profile,
-            path=path,
-            secret=api_key,
-            horizon=horizon,
+            _NO_HEADERS,
+            None,
+            None,
+            profile,
+            path,
+            api_key,
+            horizon,
         )
     if body_encoding == "form":
         payload = urllib.parse.urlencode(list(encode_form(body))).encode()

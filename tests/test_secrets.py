@@ -526,3 +526,32 @@ def test_a_key_the_server_cut_at_the_end_of_its_message_is_scrubbed_too() -> Non
     escaped = slashed.replace("/", "\\/")
     shown = everything_shown("html", 400, f"key={escaped}", slashed, "bearer")
     assert not [run for run in runs_of(escaped) | runs_of(slashed) if run in shown]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    key=st.text(KEY_CHARS, min_size=20, max_size=64),
+    where=st.sampled_from(PLACES),
+    start=st.integers(0, 56),
+    length=st.integers(8, 64),
+    before=st.integers(0, 800),
+    after=st.integers(0, 400),
+)
+@example(  # a quoted part of the key mid-message, as a server's "truncated" notice does
+    key="AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd",
+    where="message", start=0, length=12, before=8, after=30,
+)  # fmt: skip
+def test_no_piece_of_the_key_survives_anywhere_in_a_text(
+    key: str, where: Where, start: int, length: int, before: int, after: int
+) -> None:
+    piece = key[start : start + length]
+    if len(piece) < 8:
+        piece = key[-8:]
+    shown = everything_shown(where, 400, filler(before) + piece + filler(after), key, "bearer")
+    quiet = everything_shown(where, 400, filler(before + after), key, "bearer")
+    leaked = sorted(run for run in runs_of(piece) if run in shown and run not in quiet)
+    assert not leaked, f"runs of the key shown: {leaked[:3]}"
