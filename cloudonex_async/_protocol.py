@@ -908,10 +908,9 @@ class RateLimitInfo:
             return None
         raw_limit = headers.get(_LIMIT)
         raw_reset = headers.get(_RESET)
-        try:  # int() and float() ignore surrounding whitespace
-            remaining = int(raw_remaining)
-            limit = None if raw_limit is None else int(raw_limit)
-            reset = None if raw_reset is None else float(raw_reset)
+        try:
+            remaining = int(raw_remaining)  # int() and float() ignore surrounding whitespace
+            limit, reset = _limit_and_reset(raw_limit, raw_reset)
         except ValueError:
             _garbage("garbled X-RateLimit headers", headers)
             return None
@@ -936,6 +935,17 @@ class RateLimitInfo:
             _garbage("an X-RateLimit-Reset implausibly far from now", headers)
             return None
         return cls(remaining, limit, reset, reset_at)
+
+
+@functools.lru_cache(maxsize=16)  # the same on every answer of a window: converted once
+def _limit_and_reset(
+    raw_limit: str | None, raw_reset: str | None
+) -> tuple[int | None, float | None]:
+    """X-RateLimit-Limit and -Reset as numbers (None where absent); ValueError if garbled."""
+    return (
+        None if raw_limit is None else int(raw_limit),
+        None if raw_reset is None else float(raw_reset),
+    )
 
 
 def _garbage(what: str, headers: Mapping[str, str]) -> None:

@@ -250,7 +250,8 @@ class Grant:
         else:
             limiter._stats["requests_sent"] -= 1
             budget.give_back(self.granted_at)
-        limiter._grant_ended(self)
+        if limiter._learning or limiter._queued:  # else _grant_ended has nothing to do
+            limiter._grant_ended(self)
         return True
 
     async def end(self) -> None:
@@ -363,7 +364,14 @@ class BaseLimiter:
         now = self.clock.time()
         if budget.try_take(now, priority) is not None:
             return None
-        return self._new_grant(slots, "", now, priority)
+        # _new_grant, inlined: this is every request's path while the budget allows.
+        if slots is not None:
+            slots.free -= 1
+        self._stats["requests_sent"] += 1
+        grant = Grant(self, slots, "", now, priority)
+        if self._learning:  # and no probe is out (see above): this one learns the window
+            self._probe_out = grant.probe = True
+        return grant
 
     async def grant(
         self,

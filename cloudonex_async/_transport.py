@@ -45,6 +45,11 @@ class Transport(Protocol):
         """Send ``request``; return its answer."""
 
 
+def _shorter(read_timeout: float, total: float) -> float | None:
+    """``read_timeout``, if it is shorter than ``total`` (else it could never fire first)."""
+    return read_timeout if read_timeout < total else None
+
+
 class AiohttpTransport:
     """Sends requests on one pooled ``aiohttp.ClientSession`` (owned or borrowed).
 
@@ -83,7 +88,10 @@ class AiohttpTransport:
         self._headers = dict(headers)
         self._owns_session = session is None
         self._max_bytes = max_response_bytes
-        read = read_timeout or timeout
+        self._read_timeout = read_timeout or timeout
+        # A read timeout no shorter than the whole request's can never fire first, but
+        # aiohttp would move its timer at every piece of the answer: it is left out.
+        read = _shorter(self._read_timeout, timeout)
         if self._owns_session:
             # No pool waits (see the class docstring): bound the TCP/TLS connect only,
             # which costs no timer for a pooled connection.
@@ -163,7 +171,10 @@ class AiohttpTransport:
                 allow_redirects=False,
             )
             try:
-                body = await self._read(response, request)
+                if self._fits(response, request):
+                    body = await response.read()  # the size is known and fine: one read
+                else:
+                    body = await self._read(response, request)
             finally:
                 response.release()
             # response.headers: a case-insensitive, read-only view
@@ -176,8 +187,16 @@ class AiohttpTransport:
                 RequestTimeoutError, request, "timed out getting a connection", exc, sent=False
             )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            total = self._timeout.total if request.timeout is None else request.timeout
             error = self._error(
-                RequestTimeoutError, request, "timed out waiting for the answer", exc, sent=True
+                RequestTimeoutError,
+                request,
+                f"timed out waiting for the answer (timeout={total:g} s per attempt, or a "
+                "pause longer than read_timeout)",
+                exc,
+                sent=True,
+                advice="raise the timeout (Client(timeout=...) or with_options(timeout=...)) "
+                "if the server is slow, else try again later",
             )
         except aiohttp.ClientConnectorError as exc:
             # The TCP (or TLS) connection never opened: nothing was sent.
@@ -200,7 +219,7 @@ class AiohttpTransport:
                 total=seconds,
                 connect=None if base.connect is None else min(base.connect, seconds),
                 sock_connect=None if base.sock_connect is None else min(base.sock_connect, seconds),
-                sock_read=None if base.sock_read is None else min(base.sock_read, seconds),
+                sock_read=_shorter(self._read_timeout, seconds),
             )
         return cached
 
@@ -226,15 +245,25 @@ class AiohttpTransport:
                 pass
         return True
 
-    async def _read(self, response: aiohttp.ClientResponse, request: Request) -> bytes:
-        """Read the body, never more than max_response_bytes of it (after decompression)."""
-        limit = self._max_bytes
+    def _fits(self, response: aiohttp.ClientResponse, request: Request) -> bool:
+        """Whether the body is announced, uncompressed, within max_response_bytes.
+
+        Raises ResponseTooLargeError (closing the response) if it is announced larger.
+        """
         length = response.content_length
-        if length is not None and length <= limit and "Content-Encoding" not in response.headers:
-            return await response.read()  # the size is known and fine: one read
-        if length is not None and length > limit and "Content-Encoding" not in response.headers:
+        if length is None or "Content-Encoding" in response.headers:
+            return False  # its size is known only once read (see _read)
+        if length > self._max_bytes:
             response.close()
             raise self._too_large(request, f"it announced {length} bytes")
+        return True
+
+    async def _read(self, response: aiohttp.ClientResponse, request: Request) -> bytes:
+        """Read a body of unknown size, never more than max_response_bytes of it.
+
+        Counted after decompression, as it arrives.
+        """
+        limit = self._max_bytes
         chunks: list[bytes] = []
         size = 0
         content = response.content  # decompressed as it arrives, a chunk at a time
@@ -265,14 +294,17 @@ class AiohttpTransport:
         exc: BaseException,
         *,
         sent: bool,
+        advice: str = "check the network and the base URL, then try again",
     ) -> TransportError:
         # aiohttp's exceptions may carry the full URL, key included in query-auth mode:
         # they are described here, scrubbed, and never chained (see send).
-        detail = redact(f"{type(exc).__name__}: {exc}", self._api_key)
+        said = str(exc)
+        detail = redact(
+            f"{type(exc).__name__}: {said}" if said else type(exc).__name__, self._api_key
+        )
         reason = f"{what} ({detail})"
         return cls(
-            f"{request.method} {request.display_url}: {reason}; "
-            "check the network and the base URL, then try again",
+            f"{request.method} {request.display_url}: {reason}; {advice}",
             method=request.method,
             url=request.display_url,
             request_sent=sent,

@@ -531,7 +531,11 @@ async def test_a_first_request_cancelled_before_it_left_hands_the_hold_on() -> N
         limiter=LocalLimiter(clock=clock),
         max_wait=5,
     ) as client:
-        probe = asyncio.ensure_future(client.call("GET", "customers/1", on_send=gate.wait))
+
+        async def never_sent() -> None:
+            await gate.wait()
+
+        probe = asyncio.ensure_future(client.call("GET", "customers/1", on_send=never_sent))
         await wait_until(lambda: client.rate_limit.requests_sent == 1)
         held = [asyncio.ensure_future(client.customers.get(1)) for _ in range(8)]
         for _ in range(5):
