@@ -435,7 +435,7 @@ class BaseLimiter:
                 self._note_wait(on_wait)
                 hold = patience if hold_limit is None else min(patience, hold_limit)
                 await self._hold(waiter, start + hold)
-            if not waiter.queued:  # (the end of the hold may have queued it)
+            if not waiter.queued and waiter.grant is None:  # (the hold's end may have)
                 self._enqueue(waiter)
             while True:
                 if waiter.closed:
@@ -449,11 +449,23 @@ class BaseLimiter:
                 if state == "go":
                     own.free -= 1
                     waiter.reserved = True
-                    until = await self._take(priority, grant_id, now)
+                    # Taken before the store is asked: callers arriving meanwhile hold back.
+                    probe = self._learning and not self._probe_out
+                    self._probe_out = self._probe_out or probe
+                    try:
+                        until = await self._take(priority, grant_id, now)
+                    except BaseException:
+                        if probe:
+                            self._release_probe()
+                        raise
                     if until is None:
                         waiter.reserved = False
                         self._dequeue(waiter)
-                        return self._new_grant(own, grant_id, now, priority, slot_taken=True)
+                        return self._new_grant(
+                            own, grant_id, now, priority, slot_taken=True, probe=probe
+                        )
+                    if probe:
+                        self._release_probe()
                     own.free += 1
                     waiter.reserved = False
                     if until > deadline:
@@ -475,12 +487,13 @@ class BaseLimiter:
                     self._note_wait(on_wait)
                 await self._sleep(waiter, None if wake_at == math.inf else wake_at - now)
         finally:
-            if waiter.grant is not None:  # handed a grant, but leaving without it
-                waiter.grant.end_nowait()  # never sent: its token and slot go back
-            if waiter.reserved:
-                own.free += 1
             self._holding.discard(waiter)
             self._dequeue(waiter)
+            if waiter.reserved:
+                own.free += 1
+            handed, waiter.grant = waiter.grant, None
+            if handed is not None:  # handed a grant, but leaving without it
+                handed.end_nowait()  # never sent: its token and slot go back
             self._wake_head()
             if waited:
                 seconds = clock.time() - start
@@ -536,12 +549,13 @@ class BaseLimiter:
         priority: Priority,
         *,
         slot_taken: bool = False,
+        probe: bool = False,
     ) -> Grant:
         if slots is not None and not slot_taken:
             slots.free -= 1
         self._stats["requests_sent"] += 1
         grant = Grant(self, slots, grant_id, now, priority)
-        if self._learning and not self._probe_out:
+        if probe or (self._learning and not self._probe_out):
             self._probe_out = grant.probe = True
         return grant
 
@@ -577,16 +591,13 @@ class BaseLimiter:
                 # The held callers join the queue together, in order.
                 self._learning = False
                 for held in sorted(self._holding, key=lambda waiter: waiter.seq):
-                    self._enqueue(held)
+                    if not held.closed:
+                        self._enqueue(held)
                     if not held.wake.done():
                         held.wake.set_result(None)
                 self._holding.clear()
             else:
-                # Never sent: the earliest held caller goes, and learns the window.
-                self._probe_out = False
-                first = min(self._holding, key=lambda waiter: waiter.seq, default=None)
-                if first is not None and not first.wake.done():
-                    first.wake.set_result(None)
+                self._release_probe()  # never sent: the next caller learns the window
         if self._queued:
             self._wake_head()
 
@@ -710,6 +721,14 @@ class BaseLimiter:
         finally:
             self._holding.discard(waiter)
 
+    def _release_probe(self) -> None:
+        """The first request will not be sent: wake the held callers; the first of them
+        to run takes its place, and the others hold back again."""
+        self._probe_out = False
+        for held in self._holding:
+            if not held.wake.done():
+                held.wake.set_result(None)
+
     def _note_wait(self, on_wait: OnWait | None) -> None:
         self._stats["waits"] += 1
         if on_wait is not None:
@@ -735,6 +754,11 @@ class BaseLimiter:
         budget = self._budget
         now: float | None = None
         while (waiter := self._next()) is not None:
+            if waiter.closed:  # it raises when it runs: nothing to hand it
+                self._dequeue(waiter)
+                if not waiter.wake.done():
+                    waiter.wake.set_result(None)
+                continue
             if budget is not None and not waiter.reserved:
                 if now is None:
                     now = self.clock.time()

@@ -22,8 +22,10 @@ from cloudonex_async import (
     RateLimitError,
     RetryPolicy,
 )
-from cloudonex_async._budget import Priority
-from cloudonex_async._ratelimit import BaseLimiter, Slots
+from cloudonex_async._budget import Budget, BudgetSnapshot, Priority
+from cloudonex_async._clock import SYSTEM_CLOCK
+from cloudonex_async._protocol import RateLimitInfo
+from cloudonex_async._ratelimit import BaseLimiter, MemoryStore, Slots
 from cloudonex_async.testing import FakeClock, Faults, SandboxServer
 
 from .conftest import ClientFactory, SandboxFactory, wait_until
@@ -446,3 +448,81 @@ async def test_the_window_is_estimated_after_one_reset_and_confirmed_after_two(
     assert (two.window_seconds, two.window_confirmed) == (120, True)
     assert two.reset_at is not None
     assert two.reset_at.timestamp() == end + 120
+
+
+# -- the first-answer hold where a cancel, a close and an asynchronous store meet ---------
+
+
+async def test_a_held_caller_goes_when_the_one_handed_the_hold_is_cancelled() -> None:
+    limiter = LocalLimiter(rate_limit=100, rate_period=60, clock=FakeClock(T0, auto_advance=False))
+    probe = await limiter.grant()  # the first request; it will never be sent
+    first = asyncio.ensure_future(limiter.grant())
+    second = asyncio.ensure_future(limiter.grant())
+    await asyncio.sleep(0)  # both hold back for its answer
+    await probe.end()
+    first.cancel()  # the caller the hold passes to leaves before it runs
+    grant = await asyncio.wait_for(second, 5)
+    assert grant.probe  # it took the first request's place
+    await grant.end()
+
+
+async def test_a_caller_closed_as_the_hold_ends_takes_nothing_with_it() -> None:
+    limiter = LocalLimiter(rate_limit=100, rate_period=60, clock=FakeClock(T0, auto_advance=False))
+    mine, theirs = Slots(2), Slots(2)
+    owner = object()
+    probe = await limiter.grant(slots=theirs)
+    held = asyncio.ensure_future(limiter.grant(owner=owner, slots=mine, max_wait=30))
+    await asyncio.sleep(0)
+    limiter.cancel_waiters(owner)  # its client closes while it holds back...
+    probe.sent = probe.answered = True
+    await probe.end()  # ...and the first answer arrives in the same turn
+    with pytest.raises(ConfigurationError, match="closed"):
+        await held
+    assert mine.free == 2
+    assert limiter.statistics_nowait().requests_sent == 1
+    assert limiter.statistics_nowait().remaining == 99
+
+
+class AwaitedStore:
+    """A budget in memory behind a round trip, as Redis is (no grant without waiting)."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.inner = MemoryStore(budget, SYSTEM_CLOCK)
+
+    async def take(self, priority: Priority, grant_id: str, now: float) -> float | None:
+        await asyncio.sleep(0.001)
+        return await self.inner.take(priority, grant_id, now)
+
+    async def give_back(self, grant_id: str, granted_at: float, now: float) -> None:
+        await self.inner.give_back(grant_id, granted_at, now)
+
+    async def finish(
+        self, grant_id: str, granted_at: float, info: RateLimitInfo | None, now: float
+    ) -> None:
+        await self.inner.finish(grant_id, granted_at, info, now)
+
+    async def pause(self, until: float, now: float) -> None:
+        await self.inner.pause(until, now)
+
+    async def snapshot(self, now: float) -> BudgetSnapshot:
+        return await self.inner.snapshot(now)
+
+    def last_snapshot(self) -> BudgetSnapshot:
+        return self.inner.last_snapshot()
+
+
+async def test_callers_arriving_while_an_async_store_grants_the_first_request_hold_back() -> None:
+    store = AwaitedStore(Budget(limit=100, period=60))
+    limiter = BaseLimiter(store, rate_limit=100, rate_period=60)
+    calls = [asyncio.ensure_future(limiter.grant()) for _ in range(10)]
+    await wait_until(lambda: any(c.done() for c in calls))
+    for _ in range(20):
+        await asyncio.sleep(0.001)  # round trips in which others could have been granted
+    assert sum(1 for c in calls if c.done()) == 1  # one request goes blind, not ten
+    [probe] = [c.result() for c in calls if c.done()]
+    probe.sent = probe.answered = True
+    await probe.end()
+    granted = await asyncio.gather(*calls)
+    for grant in granted:
+        if grant is not probe:
+            await grant.end()
