@@ -594,7 +594,10 @@ class Client:
         if priority == "interactive":
             priority = self._priority
         root = self._root
-        if root._loop is not asyncio.get_running_loop():
+        # The loop of the first call is closed once asyncio.run returns: a later call
+        # runs in another loop. (A cheap test: asking for the running loop costs a
+        # system call per request on Python 3.11.)
+        if root._loop is None or root._loop.is_closed():
             root._enter_loop()
         limiter = self._limiter or self._bind_limiter()
         hooks = self._config.event_hooks
@@ -735,7 +738,7 @@ class Client:
     def _enter_loop(self) -> None:
         """Bind to the running loop at the first call; refuse any other loop after."""
         loop = asyncio.get_running_loop()
-        if self._loop is None:
+        if self._loop is None or self._loop is loop:
             self._loop = loop
             return
         raise ConfigurationError(
