@@ -37,8 +37,8 @@ from ._config import (
     _Unset,
     check_max_wait,
     check_retry,
+    check_timeout,
     make_config,
-    positive_seconds,
 )
 from ._events import Event, EventKind
 from ._profile import (
@@ -65,7 +65,15 @@ from ._protocol import (
     parse_response,
     retry_decision,
 )
-from ._ratelimit import BaseLimiter, Grant, LocalLimiter, RateLimitStatus, Slots, WaitPhase
+from ._ratelimit import (
+    CLOSED_WHILE_WAITING,
+    BaseLimiter,
+    Grant,
+    LocalLimiter,
+    RateLimitStatus,
+    Slots,
+    WaitPhase,
+)
 from ._transport import AiohttpTransport, ClientSession, Transport
 from .errors import CloudOnexError, ConfigurationError, RateLimitError, TransportError
 from .resources import (
@@ -85,10 +93,6 @@ from .resources import (
 )
 
 logger = logging.getLogger("cloudonex_async")
-_CLOSED_WHILE_WAITING = (
-    "the client was closed while this call waited for the budget or a slot; nothing was "
-    "sent (create a new Client to send it)"
-)
 #: The share of an attempt's timeout it may hold back, before the server's first answer
 #: has named the window, while another request is on its way to learn it.
 FIRST_ANSWER_HOLD = 0.1
@@ -100,6 +104,17 @@ OnSend = Callable[[], Awaitable[None]]
 _SHARED_LIMITERS: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, str], BaseLimiter]
 ] = weakref.WeakKeyDictionary()
+
+
+def _final(
+    request: Request, error: CloudOnexError, earlier: CloudOnexError | None
+) -> BaseException:
+    """What a call whose last attempt failed with ``error`` raises (see outcome_unknown)."""
+    unknown = outcome_unknown(request.method, error, earlier=earlier)
+    if unknown is None:
+        return error
+    unknown.__cause__ = error
+    return unknown
 
 
 class Client:
@@ -358,10 +373,7 @@ class Client:
         """
         changes: dict[str, object] = {}
         if not isinstance(timeout, _Unset):
-            if not positive_seconds(timeout):
-                raise ConfigurationError(
-                    f"timeout must be a number of seconds > 0, not {timeout!r}"
-                )
+            check_timeout(timeout)
             config = self._config
             changes["timeout"] = float(timeout)
             changes["connect_timeout"] = min(config.connect_timeout, float(timeout))
@@ -612,7 +624,7 @@ class Client:
             answer: Envelope | Failure | None = None
             try:  # as ``async with grant:``, without two coroutine frames per request
                 if root._closed:  # closed after this call was handed its grant
-                    raise ConfigurationError(_CLOSED_WHILE_WAITING)
+                    raise ConfigurationError(CLOSED_WHILE_WAITING)
                 if on_send is not None:
                     await on_send()
                 grant.sent = True  # from here on the request may leave
@@ -666,12 +678,7 @@ class Client:
                 and (retry_after is not None or isinstance(error, RateLimitError))
                 and (math.inf if retry_after is None else decision.delay) > wait
             ):
-                unknown = outcome_unknown(request.method, error, earlier=earlier)
-                if unknown is not None:
-                    raise unknown from error
-                raise error
-            if earlier is None and may_have_acted(error):
-                earlier = error
+                raise _final(request, error, earlier)
             limiter.note_retry()
             if hooks:
                 self._emit(
@@ -690,7 +697,16 @@ class Client:
                     decision.reason,
                     attempt + 1,
                 )
-            await self._pause(decision.delay)
+            if not await self._pause(decision.delay):  # closed meanwhile: no more attempts
+                final = _final(request, error, earlier)
+                if request.method != "GET" and (final is not error or may_have_acted(error)):
+                    raise final  # a write that may have been carried out: say so
+                raise ConfigurationError(
+                    "the client was closed before this call could be sent again (its last "
+                    "attempt failed); create a new Client to send it"
+                ) from error
+            if earlier is None and may_have_acted(error):
+                earlier = error
 
     async def _wait_for_grant(
         self,
@@ -716,8 +732,8 @@ class Client:
             error.args = (error.message,)
             raise
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep before a retry; closing the client ends the sleep with an error."""
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep before a retry; return False at once if the client is (or gets) closed."""
         root = self._root
         if seconds > 0 and not root._closed:
             if root._closing is None:
@@ -729,11 +745,7 @@ class Client:
                 if not sleeper.done():
                     sleeper.cancel()
                     await asyncio.gather(sleeper, return_exceptions=True)
-        if root._closed:
-            raise ConfigurationError(
-                "the client was closed before this call could be sent again (its last "
-                "attempt failed); create a new Client to send it"
-            )
+        return not root._closed
 
     def _enter_loop(self) -> None:
         """Bind to the running loop at the first call; refuse any other loop after."""

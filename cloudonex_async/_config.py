@@ -180,8 +180,7 @@ def make_config(
     check_choice("body_encoding", body_encoding, ("json", "form"))
     check_choice("route_style", route_style, ("path", "ng"))
     check_choice("item_paths", item_paths, ("plural", "singular"))
-    if not positive_seconds(timeout):
-        raise ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+    check_timeout(timeout)
     connect = min(DEFAULT_CONNECT_TIMEOUT, timeout) if connect_timeout is None else connect_timeout
     if not positive_seconds(connect) or connect > timeout:
         raise ConfigurationError(
@@ -247,6 +246,12 @@ def make_config(
         event_hooks=hooks,
         lenient_values=lenient_values,
     )
+
+
+def check_timeout(timeout: object) -> None:
+    """Raise ConfigurationError unless ``timeout`` is a number of seconds > 0."""
+    if not positive_seconds(timeout):
+        raise ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
 
 
 def check_max_wait(max_wait: object) -> None:

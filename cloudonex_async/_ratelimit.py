@@ -277,7 +277,8 @@ class _Waiter:
 _RANK: dict[Priority, int] = {"interactive": 0, "bulk": 1}
 
 
-_CLOSED_MESSAGE = (
+#: What a call of a closed client that had not been sent yet raises (as ConfigurationError).
+CLOSED_WHILE_WAITING = (
     "the client was closed while this call waited for the budget or a slot; nothing "
     "was sent (create a new Client to send it)"
 )
@@ -439,7 +440,7 @@ class BaseLimiter:
                 self._enqueue(waiter)
             while True:
                 if waiter.closed:
-                    raise ConfigurationError(_CLOSED_MESSAGE)
+                    raise ConfigurationError(CLOSED_WHILE_WAITING)
                 if waiter.grant is not None:  # handed over while this caller slept
                     granted, waiter.grant = waiter.grant, None
                     return granted

@@ -14,7 +14,7 @@ import contextlib
 import json
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from email.utils import formatdate
 from functools import cache
 from typing import Any
@@ -34,37 +34,10 @@ from cloudonex_async import (
 )
 from cloudonex_async.testing import FakeClock
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from .conftest import Handler, raw_server
+
 MiB = 1024 * 1024
 T0 = 1_700_000_000.0
-
-
-@contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[str]:
-    """Serve ``handler`` on a free loopback port; yield the base URL; tear everything down."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:

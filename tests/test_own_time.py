@@ -11,8 +11,7 @@ import gc
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 
 import pytest
 
@@ -33,22 +32,19 @@ from cloudonex_async import (
 from cloudonex_async._budget import Budget, BudgetSnapshot, Priority
 from cloudonex_async._protocol import RateLimitInfo
 from cloudonex_async.limiters import BaseLimiter, MemoryStore
-from cloudonex_async.testing import FakeClock, MockTransport, json_response
+from cloudonex_async.testing import FakeClock, MockTransport, SandboxServer, json_response
 
-from .conftest import ClientFactory, SandboxFactory, wait_until
+from .conftest import ClientFactory, Handler, SandboxFactory, raw_server, wait_until
 
 T0 = 1_700_000_000.0
 ONE_TRY = RetryPolicy(attempts=1)
 SLACK = 0.5  # scheduling on a busy 2-core machine; the old code was off by whole timeouts
 
 
-@asynccontextmanager
-async def silent_server(*, partial: bool = False) -> AsyncIterator[str]:
+def silent(*, partial: bool = False) -> Handler:
     """A server that accepts connections and never answers (or stalls mid-body)."""
-    connections: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
         await reader.readuntil(b"\r\n\r\n")
         if partial:
             writer.write(
@@ -57,17 +53,9 @@ async def silent_server(*, partial: bool = False) -> AsyncIterator[str]:
                 b'{"success": true, '
             )
             await writer.drain()
-        await asyncio.Event().wait()  # until the test ends
+        await asyncio.Event().wait()  # until the server is torn down
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for writer in connections:
-            writer.close()
-        await server.wait_closed()
+    return serve
 
 
 async def timed(call: Awaitable[object]) -> tuple[float, BaseException | None]:
@@ -87,7 +75,7 @@ async def test_ten_calls_to_a_silent_server_each_end_on_their_own_timeout() -> N
     # The old client sent one request at a time until the first answer: they ended
     # at 1, 2, 3 ... 10 s.
     async with (
-        silent_server() as url,
+        raw_server(silent()) as url,
         Client(base_url=url, api_key="k" * 32, timeout=1.0, retry=ONE_TRY) as client,
     ):
         results = await asyncio.gather(*(timed(client.customers.get(n)) for n in range(1, 11)))
@@ -99,7 +87,7 @@ async def test_ten_calls_to_a_silent_server_each_end_on_their_own_timeout() -> N
 async def test_a_stall_mid_body_and_a_concurrent_create_each_keep_their_own_bounds() -> None:
     retry = RetryPolicy(attempts=2, backoff_base=0.01, backoff_max=0.01)
     async with (
-        silent_server(partial=True) as url,
+        raw_server(silent(partial=True)) as url,
         Client(base_url=url, api_key="k" * 32, timeout=1.0, retry=retry) as client,
     ):
         (get_seconds, get_error), (create_seconds, create_error) = await asyncio.gather(
@@ -277,13 +265,20 @@ class FlakyStore:
         return self.inner.last_snapshot()
 
 
-async def test_a_store_that_fails_as_a_grant_ends_loses_no_answer(
-    make_sandbox: SandboxFactory, caplog: pytest.LogCaptureFixture
-) -> None:
+async def on_flaky_store(
+    make_sandbox: SandboxFactory,
+) -> tuple[SandboxServer, FlakyStore, BaseLimiter]:
+    """A sandbox, and a limiter whose budget store fails when told to; one fake clock."""
     clock = FakeClock(T0)
     sandbox = await make_sandbox(clock=clock)
     store = FlakyStore(clock)
-    limiter = BaseLimiter(store, rate_limit=100, rate_period=3600, clock=clock)
+    return sandbox, store, BaseLimiter(store, rate_limit=100, rate_period=3600, clock=clock)
+
+
+async def test_a_store_that_fails_as_a_grant_ends_loses_no_answer(
+    make_sandbox: SandboxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox, store, limiter = await on_flaky_store(make_sandbox)
     async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter) as c:
         store.fail.add("finish")
         with caplog.at_level(logging.WARNING, logger="cloudonex_async"):
@@ -301,10 +296,7 @@ async def test_a_store_that_fails_as_a_grant_ends_loses_no_answer(
 async def test_a_store_that_fails_before_sending_raises_a_not_sent_error(
     make_sandbox: SandboxFactory,
 ) -> None:
-    clock = FakeClock(T0)
-    sandbox = await make_sandbox(clock=clock)
-    store = FlakyStore(clock)
-    limiter = BaseLimiter(store, rate_limit=100, rate_period=3600, clock=clock)
+    sandbox, store, limiter = await on_flaky_store(make_sandbox)
     async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter) as c:
         store.fail.add("take")
         with pytest.raises(BudgetStoreError) as raised:
@@ -368,7 +360,7 @@ async def test_closing_wakes_every_call_waiting_for_budget_slots_or_a_retry() ->
 
 async def test_with_options_timeout_applies_to_the_views_calls_only() -> None:
     async with (
-        silent_server() as url,
+        raw_server(silent()) as url,
         Client(base_url=url, api_key="k" * 32, timeout=30.0, retry=ONE_TRY) as client,
     ):
         quick = client.with_options(timeout=0.3)
@@ -576,10 +568,7 @@ async def test_a_call_handed_its_grant_as_the_client_closes_is_not_sent() -> Non
 async def test_reports_the_store_missed_are_delivered_once_under_concurrent_calls(
     make_sandbox: SandboxFactory,
 ) -> None:
-    clock = FakeClock(T0)
-    sandbox = await make_sandbox(clock=clock)
-    store = FlakyStore(clock)
-    limiter = BaseLimiter(store, rate_limit=100, rate_period=3600, clock=clock)
+    sandbox, store, limiter = await on_flaky_store(make_sandbox)
     async with Client(
         base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter, max_wait=0
     ) as c:
@@ -590,3 +579,24 @@ async def test_reports_the_store_missed_are_delivered_once_under_concurrent_call
         await asyncio.gather(*(c.request("GET", "customers") for _ in range(10)))
     assert not store.inner.budget.in_flight  # each missed report delivered, once
     assert sandbox.count() == 15
+
+
+async def test_a_write_closed_before_its_retry_ends_with_its_uncertain_last_attempt() -> None:
+    clock = FakeClock(T0, auto_advance=False)
+
+    def lost(request: Request) -> RawResponse:
+        raise RequestTimeoutError("no answer", request_sent=True)  # it may have been done
+
+    client = Client(
+        base_url="https://x.test",
+        api_key="k" * 32,
+        transport=MockTransport(lost),
+        limiter=LocalLimiter(clock=clock),
+        retry=RetryPolicy(attempts=3, backoff_base=10, backoff_max=10),
+    )
+    update = asyncio.ensure_future(client.customers.update(1, {"account": "Jane"}))
+    await wait_until(lambda: clock.sleeping == 1)  # waiting to send it again
+    await client.close()
+    with pytest.raises(RequestTimeoutError) as raised:  # its last attempt's error...
+        await asyncio.wait_for(update, 1)
+    assert raised.value.request_sent  # ...which says it may have been carried out

@@ -88,6 +88,25 @@ async def listening(port: int, process: asyncio.subprocess.Process) -> None:
             return
 
 
+def all_read(port: int, connections: int) -> bool:
+    """Whether ``connections`` are open to ``port`` and its server has read all they sent.
+
+    Read from the kernel's table of TCP sockets (Linux); elsewhere, assume so.
+    """
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return True
+    open_ = 0
+    for row in table.read_text().splitlines()[1:]:
+        fields = row.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
+            if int(queues.split(":")[1], 16):  # bytes the server has not read yet
+                return False
+            open_ += 1
+    return open_ >= connections
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("server", sorted(COMMANDS))
 async def test_the_service_stops_promptly_on_sigint(
@@ -117,7 +136,15 @@ async def test_the_service_stops_promptly_on_sigint(
     calls: list[asyncio.Future[int]] = []
     try:
         await listening(port, process)
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        sent = 0
+
+        async def headers_sent(*_: object) -> None:
+            nonlocal sent
+            sent += 1
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(headers_sent)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", trace_configs=[trace]) as http:
 
             async def get() -> int:
                 async with http.get(f"/customers/{jane}") as answer:
@@ -127,7 +154,9 @@ async def test_the_service_stops_promptly_on_sigint(
             calls = [asyncio.ensure_future(get()) for _ in range(REQUESTS)]
             # The window's requests are answered; every other handler waits for Reset.
             await wait_until(lambda: sum(c.done() for c in calls) >= ALLOWED, timeout=10)
-            await asyncio.sleep(0.5)  # the others reach the budget and wait there
+            # Every request was written and the service has read each one: the handlers
+            # run, and those past the window's budget wait for it.
+            await wait_until(lambda: sent == REQUESTS and all_read(port, REQUESTS), timeout=10)
             assert sandbox.count() == ALLOWED
             assert sum(c.done() for c in calls) == ALLOWED
 

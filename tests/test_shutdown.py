@@ -165,7 +165,9 @@ async def test_it_needs_an_open_client_and_a_running_loop(previous: Recorder) ->
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="Windows has no POSIX SIGTERM to send a process"
+)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_the_signal_is_never_swallowed(
     signum: int, tmp_path: Path, make_sandbox: SandboxFactory
@@ -186,7 +188,7 @@ async def test_the_signal_is_never_swallowed(
                 async with Client(base_url={sandbox.base_url!r}, api_key="k") as client:
                     async with close_on_signals(client):
                         os.kill(os.getpid(), {int(signum)})
-                        await asyncio.sleep(30)
+                        await asyncio.Event().wait()  # until the signal ends it
                 print("not reached")
 
             asyncio.run(main())
