@@ -308,9 +308,10 @@ class Client:
         """Close the client and its transport.
 
         Every call of this client (and of its :meth:`with_options` views) that waits
-        for the budget, a slot or a retry is woken at once with a ConfigurationError,
-        and requests in flight end with a TransportError: shutdown never waits for a
-        Reset. Closing a view does nothing; close the Client it came from.
+        for the budget, a slot or a retry is woken at once with a ConfigurationError
+        (a write whose earlier attempt may have been carried out ends with that
+        uncertainty instead), and requests in flight end with a TransportError:
+        shutdown never waits for a Reset. Closing a view does nothing; close the Client it came from.
         """
         if self._root is not self or self._closed:
             return
