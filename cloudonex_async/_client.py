@@ -311,7 +311,8 @@ class Client:
         for the budget, a slot or a retry is woken at once with a ConfigurationError
         (a write whose earlier attempt may have been carried out ends with that
         uncertainty instead), and requests in flight end with a TransportError:
-        shutdown never waits for a Reset. Closing a view does nothing; close the Client it came from.
+        shutdown never waits for a Reset. Closing a view does nothing; close the
+        Client it came from.
         """
         if self._root is not self or self._closed:
             return
