@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudonex_async import Client, Customer, Invoice, Product, ResponseParseError, ValidationError
-from cloudonex_async._convert import CONVERTER, UnreadableValueError, to_decimal
+from cloudonex_async._convert import CONVERTER, MAX_AMOUNT_CHARS, UnreadableValueError, to_decimal
 from cloudonex_async._protocol import encode_form, encode_json
 from cloudonex_async.testing import SandboxServer
 
@@ -38,12 +38,21 @@ async def test_money_of_any_magnitude_goes_and_comes_back_exactly(
 
 
 @given(
-    st.decimals(allow_nan=False, allow_infinity=False, places=2)
-    | st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**40), max_value=10**40)
+    (
+        st.decimals(allow_nan=False, allow_infinity=False, places=2)
+        | st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**40), max_value=10**40)
+    ).filter(lambda amount: len(str(abs(amount))) <= MAX_AMOUNT_CHARS)  # what it promises
 )
 def test_any_amount_the_library_writes_it_reads_back(amount: Decimal) -> None:
     sent = CONVERTER.unstructure(Product(price=amount))["price"]
     assert CONVERTER.structure({"price": sent}, Product).price == amount
+
+
+def test_an_amount_longer_than_the_library_reads_is_refused_not_rounded() -> None:
+    amount = "9" * MAX_AMOUNT_CHARS
+    assert CONVERTER.structure({"price": amount}, Product).price == Decimal(amount)
+    with pytest.raises(UnreadableValueError, match="longer than"):
+        CONVERTER.structure({"price": amount + "9"}, Product)
 
 
 @pytest.mark.parametrize(
