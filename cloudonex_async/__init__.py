@@ -32,6 +32,7 @@ import importlib.metadata as _metadata
 from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
+from ._doctor import Diagnosis, Finding
 from ._events import Event, EventKind
 from ._journal import FileJournal, Journal, JournalEntry, RedisJournal
 from ._outcomes import (
@@ -58,6 +59,7 @@ from .errors import (
     CloudOnexError,
     ConfigurationError,
     CreatedWithoutIdError,
+    InputChangedError,
     NotFoundError,
     OutcomeUnknownError,
     PaginationError,
@@ -116,12 +118,15 @@ __all__ = [
     "CreatedWithoutIdError",
     "Customer",
     "Deletion",
+    "Diagnosis",
     "Envelope",
     "Event",
     "EventKind",
     "FileJournal",
     "FinancialReport",
+    "Finding",
     "Grant",
+    "InputChangedError",
     "Invoice",
     "InvoiceItem",
     "JSONValue",

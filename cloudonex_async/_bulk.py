@@ -60,6 +60,7 @@ from .errors import (
     CloudOnexError,
     ConfigurationError,
     CreatedWithoutIdError,
+    InputChangedError,
     NotFoundError,
     OutcomeUnknownError,
     RouteNotFoundError,
@@ -354,7 +355,7 @@ class BulkJob(Generic[M]):
                 continue
             except (TypeError, ValueError) as error:  # one the checks did not foresee
                 refused = ValidationError(
-                    f"record {number} cannot be sent: {error}; nothing was sent", status=0
+                    f"this record cannot be sent: {error}; nothing was sent", status=0
                 )
                 refused.__cause__ = error
                 await self._emit(Outcome(number, "failed", error=refused))
@@ -378,9 +379,10 @@ class BulkJob(Generic[M]):
     async def _settled(self, item: Item, entry: JournalEntry) -> bool:
         """Apply an earlier run's journal entry; return whether the record needs no send."""
         if entry.digest != item.digest:
-            raise ConfigurationError(
-                f"record {item.index} differs from the one in the journal: the input "
-                "changed since the last run; use a new journal for new input"
+            raise InputChangedError(
+                f"the input record at index {item.index} differs from the one in the journal: "
+                "the input changed since the last run; use a new journal for new input",
+                index=item.index,
             )
         if entry.state in DONE:
             model = self.operation.resumed(item, entry.record_id)

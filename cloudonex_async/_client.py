@@ -40,6 +40,7 @@ from ._config import (
     check_timeout,
     make_config,
 )
+from ._doctor import Diagnosis, diagnose
 from ._events import Event, EventKind
 from ._profile import (
     AuthMode,
@@ -55,6 +56,7 @@ from ._protocol import (
     Envelope,
     Failure,
     JSONValue,
+    RateLimitInfo,
     RawResponse,
     Request,
     RetryPolicy,
@@ -97,6 +99,9 @@ logger = logging.getLogger("cloudonex_async")
 #: has named the window, while another request is on its way to learn it.
 FIRST_ANSWER_HOLD = 0.1
 Parse = Callable[[RawResponse, float], "Envelope | Failure"]
+
+#: Seconds :meth:`Client.diagnose` waits for the budget or a slot before each request.
+DIAGNOSE_MAX_WAIT = 5.0
 OnSend = Callable[[], Awaitable[None]]
 
 # One limiter per (site, key) and event loop, shared by every Client of that key that
@@ -141,22 +146,26 @@ class Client:
             hosts without URL rewriting); overrides the profile.
         item_paths: ``"plural"`` (``customers/7``) or ``"singular"`` (``customer/7``);
             overrides the profile.
-        timeout: seconds for a whole request; connect_timeout: seconds to get a
-            connection (at most ``timeout``; default 10 s, or ``timeout`` if shorter).
-            A request that got no connection never left: it is safe to send again,
-            POSTs included. read_timeout: seconds an answer may pause between two
-            pieces (default: ``timeout``).
+        timeout: seconds for a whole request.
+        connect_timeout: seconds to get a connection (at most ``timeout``; default
+            10 s, or ``timeout`` if shorter). A request that got no connection never
+            left: it is safe to send again, POSTs included.
+        read_timeout: seconds an answer may pause between two pieces (default:
+            ``timeout``).
         max_response_bytes: the largest answer read, counted after decompression
             (default 16 MiB): a larger, endless or inflating body raises
             ResponseTooLargeError and memory stays bounded.
         max_concurrency: requests in flight at once from this client.
         limiter: the budget to spend; default: the one shared by every Client of this
             base URL and key in the process (and event loop).
-        rate_limit, rate_period: the budget until the server announces its own window
-            (default 1000 per 3600 s). pacing: ``"burst"`` or ``"smooth"``.
-            bulk_reserve: the share of each window bulk work leaves to interactive calls.
-            Given explicitly, they must match the limiter's (``limiter=``, or the shared
-            one of the key): a mismatch is a ConfigurationError, never ignored.
+        rate_limit: requests per window until the server announces its own budget
+            (default 1000). Given explicitly, this and the next three must match the
+            limiter's (``limiter=``, or the shared one of the key): a mismatch is a
+            ConfigurationError, never ignored.
+        rate_period: the window in seconds until the server announces its own
+            (default 3600).
+        pacing: ``"burst"`` or ``"smooth"``.
+        bulk_reserve: the share of each window bulk work leaves to interactive calls.
         max_wait: seconds a call may wait for the budget before raising RateLimitError
             (None: wait until Reset).
         retry: the retry policy for transient failures.
@@ -553,6 +562,36 @@ class Client:
                     self._profile.describe(),
                 )
         return self._profile
+
+    async def diagnose(self) -> Diagnosis:
+        """Find out what the configured server really does, and what to set for it.
+
+        Sends at most 15 GET requests (nothing is created or changed), each once and
+        under the budget: which ways of sending the key and which URL forms reach the
+        API, the profile, the rate-limit headers, paging, the batch endpoint, which
+        resources answer, the server's clock. ``cloudonex doctor`` prints the same.
+        Never raises for what it finds: an unreachable server is a finding too.
+        """
+        self._check_open()
+        # Each question once, and never a long wait for the budget or a slot: a spent
+        # budget is a finding, not a reason to hang.
+        wait = self._config.max_wait
+        once = self.with_options(
+            retry=RetryPolicy(attempts=1),
+            max_wait=DIAGNOSE_MAX_WAIT if wait is None else min(wait, DIAGNOSE_MAX_WAIT),
+        )
+        return await diagnose(self._config, once._exchange, self.clock.time)
+
+    async def _exchange(self, request: Request) -> RawResponse:
+        """Send ``request`` once under the budget; return its answer, whatever it says."""
+        answers: list[RawResponse] = []
+
+        def keep(raw: RawResponse, now: float) -> Envelope:
+            answers.append(raw)
+            return Envelope(None, budget=RateLimitInfo.from_headers(raw.headers, now))
+
+        await self._send(request, keep, "interactive", UNSET, None)
+        return answers[-1]
 
     def _build(
         self,

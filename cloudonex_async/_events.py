@@ -30,7 +30,8 @@ class Event:
 
     Attributes:
         kind: what happened (see the module docstring).
-        method: the HTTP method. path: the API path (``customers/7``), without the key.
+        method: the HTTP method.
+        path: the API path (``customers/7``), without the key.
         attempt: 1 for the first try, 2 for the first retry, ...
         status: the HTTP status, for ``response_received`` and ``rate_limited``.
         seconds: waited (budget waits), elapsed (responses) or delayed (retries).

@@ -112,6 +112,8 @@ class SyncOutcome(Generic[M]):
         record_id: its id, when known. changes: the fields sent (all of them for a
             create, only those that differed for an update).
         error: why it failed or is unknown. resumed: settled by an earlier run.
+        same_key: the input positions of the other records with the same key (a
+            record whose key is not unique fails, and so do they).
     """
 
     index: int
@@ -122,6 +124,7 @@ class SyncOutcome(Generic[M]):
     changes: Mapping[str, object] = attrs.field(factory=dict, repr=False)
     error: CloudOnexError | None = attrs.field(default=None, eq=False)
     resumed: bool = False
+    same_key: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:

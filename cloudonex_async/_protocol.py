@@ -193,6 +193,36 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+_PAGE_SUFFIXES = (".php", ".html", ".htm", ".asp", ".aspx", ".jsp", ".cgi")
+
+
+def base_url_problem(site_root: str) -> str | None:
+    """Say why ``site_root`` cannot be a CloudOnex site root, or None if it may be one."""
+    path = urllib.parse.urlsplit(site_root).path.rstrip("/")
+    last = path.rsplit("/", 1)[-1].lower()
+    if last in ("api", "v1", "v2", "v3") or path.lower().endswith("/api/v2"):
+        return (
+            f"the base URL ends in /{last}: CloudOnex serves its API at <site root>/api/v2/, "
+            f"so requests would go to {site_root}/api/v2/...; give the site root "
+            "(https://crm.example.com, without /api) or the full .../api/v2/ URL"
+        )
+    if last.endswith(_PAGE_SUFFIXES):
+        return (
+            f"the base URL points at a web page ({last}); give the site root, the address "
+            "you open CloudOnex at without any page name (https://crm.example.com)"
+        )
+    return None
+
+
+def _wrong_base(request: Request | None) -> str | None:
+    """Why the site root ``request`` was built on cannot be one (see base_url_problem)."""
+    if request is None:
+        return None
+    url = request.url
+    at = url.find("/" + API_PREFIX)
+    return base_url_problem(url[:at] if at >= 0 else url.rstrip("/"))
+
+
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -569,11 +599,16 @@ def _failure(
         what = (
             f"{raw.method} on this path" if "method" in lowered else (resource or "this endpoint")
         )
+        wrong_base = _wrong_base(request)
+        reason = (
+            f"no API answers at this address: {wrong_base}"
+            if wrong_base
+            else f"this server does not offer {what} (profile {profile!r}); shipped "
+            "CloudOnex 4.x servers have customers, customer/<id>, invoice/<id> and users "
+            "only, and profile='auto' finds out which kind of server this is"
+        )
         return UnsupportedError(
-            f"{raw.method} {raw.url} answered {message!r}: this server does not offer "
-            f"{what} (profile {profile!r}); shipped CloudOnex 4.x servers have customers, "
-            "customer/<id>, invoice/<id> and users only, and profile='auto' finds out "
-            "which kind of server this is",
+            f"{raw.method} {raw.url} answered {message!r}: {reason}",
             resource=resource,
             operation=raw.method,
             profile=profile,
@@ -631,11 +666,14 @@ def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
     if raw.status == 404:
         # The API answers JSON; a page of the web server's own means the request never
         # reached CloudOnex, which says nothing about any record.
+        advice = _wrong_base(raw.request) or (
+            "Check the base URL; hosts without URL rewriting serve the API only through "
+            "/?ng=api/v2/..., so pass route_style='ng' (or profile='auto')"
+        )
         raise RouteNotFoundError(
             f"{raw.method} {raw.url} answered HTTP 404 with "
             f"{'an empty body' if empty else 'a page that is not the API'}: no CloudOnex API "
-            "answers at this URL. Check the base URL; hosts without URL rewriting serve the "
-            "API only through /?ng=api/v2/..., so pass route_style='ng' (or profile='auto')",
+            f"answers at this URL. {advice[0].upper()}{advice[1:]}",
             status=404,
             body_excerpt="" if empty else excerpt(raw.body, _secret(raw)),
             method=raw.method,

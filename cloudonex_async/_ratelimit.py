@@ -68,7 +68,8 @@ class RateLimitStatus:
     """A snapshot of the budget and of what the limiter has done so far.
 
     Attributes:
-        limit: requests per window. remaining: what the limiter believes is left.
+        limit: requests per window.
+        remaining: what the limiter believes is left.
         reset_at: when the current window ends (UTC), once the server announced it.
         window_seconds: the window's length, the best figure known: the server's once
             two Resets have told it; after one Reset, an estimate (the configured
@@ -79,7 +80,11 @@ class RateLimitStatus:
             length, so ``window_seconds`` is the server's; False while it is an
             estimate or the configured period.
         reserve: requests of each window that bulk work leaves to interactive calls.
-        requests_sent, waits, time_waited (seconds), rate_limited (429s seen), retries.
+        requests_sent: requests sent through this limiter.
+        waits: calls that had to wait for the budget.
+        time_waited: seconds spent waiting for the budget, in all.
+        rate_limited: 429 answers seen.
+        retries: attempts retried.
     """
 
     limit: int

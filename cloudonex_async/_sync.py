@@ -321,7 +321,7 @@ class SyncJob(Generic[M]):
                 self._outcomes[index] = SyncOutcome(index, "failed", key, error=error)
 
     def _input(self, index: int, record: object) -> _Input:
-        what = f"input record {index}"
+        what = "this record"
         payload, stored = self.source._input_record(record, what)
         payload.pop("id", None)
         if callable(self.key):
@@ -346,8 +346,14 @@ class SyncJob(Generic[M]):
             if item.norm is None:
                 self._fail(item, f"no key: the record has no {self.remote_key!r} to match by")
             elif len(seen[item.norm]) > 1:
-                others = ", ".join(str(i.index) for i in seen[item.norm] if i is not item)
-                self._fail(item, f"the key {item.key!r} is also the key of input {others}")
+                others = tuple(i.index for i in seen[item.norm] if i is not item)
+                at = ", ".join(map(str, others))
+                many = "s" if len(others) > 1 else ""
+                self._fail(
+                    item,
+                    f"the key {item.key!r} is also the key of the input record{many} at index {at}",
+                    same_key=others,
+                )
             elif entry is not None and entry.digest == item.digest and entry.state in SYNC_DONE:
                 state: SyncStatus = entry.state  # type: ignore[assignment]
                 self._outcomes[item.index] = SyncOutcome(
@@ -357,9 +363,11 @@ class SyncJob(Generic[M]):
                 pending.append(item)
         return pending
 
-    def _fail(self, item: _Input, reason: str) -> None:
-        error = ConfigurationError(f"input record {item.index}: {reason}; it was not synced")
-        self._outcomes[item.index] = SyncOutcome(item.index, "failed", item.key, error=error)
+    def _fail(self, item: _Input, reason: str, same_key: tuple[int, ...] = ()) -> None:
+        error = ConfigurationError(f"{reason}; this record was not synced")
+        self._outcomes[item.index] = SyncOutcome(
+            item.index, "failed", item.key, error=error, same_key=same_key
+        )
 
     async def _find(self, pending: Sequence[_Input]) -> None:
         """Fill ``_remote`` for the pending keys: by a scan, or a lookup per key."""

@@ -4,6 +4,7 @@
 
     CloudOnexError
     ├── ConfigurationError        bad arguments or misuse (a closed Client, a missing key)
+    │   ├── InputChangedError     a resumed job's input is not what its journal recorded
     │   └── RouteNotFoundError    the web server has no API at this URL (an HTML 404 page)
     ├── TransportError            the network failed (connection, timeout, dropped answer)
     │   ├── RequestTimeoutError
@@ -46,6 +47,7 @@ __all__ = [
     "CloudOnexError",
     "ConfigurationError",
     "CreatedWithoutIdError",
+    "InputChangedError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PaginationError",
@@ -68,6 +70,20 @@ class ConfigurationError(CloudOnexError):
     """The client was given bad arguments or used after it was closed."""
 
 
+class InputChangedError(ConfigurationError):
+    """A resumed job's input differs from what its journal recorded for a record.
+
+    The journal belongs to other input: start the job with a new journal (or none).
+
+    Attributes:
+        index: the record's position in the input (counting from 0).
+    """
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 class RouteNotFoundError(ConfigurationError):
     """The web server answered 404 with a page of its own: the API is not at this URL.
 
@@ -77,8 +93,10 @@ class RouteNotFoundError(ConfigurationError):
     check the base URL.
 
     Attributes:
-        status: the HTTP status. body_excerpt: the first ~200 characters of the page.
-        method, url: the request, with the API key redacted.
+        status: the HTTP status.
+        body_excerpt: the first ~200 characters of the page.
+        method: the request's method.
+        url: the request's URL, with the API key redacted.
     """
 
     def __init__(
@@ -150,7 +168,8 @@ class APIError(CloudOnexError):
         errors: field name -> message, as the server sent them (a list of messages is
             kept under numeric keys "0", "1", ...).
         headers: the response headers.
-        method, url: the request, with the API key redacted.
+        method: the request's method.
+        url: the request's URL, with the API key redacted.
     """
 
     def __init__(
@@ -202,7 +221,8 @@ class RateLimitError(APIError):
     Attributes:
         retry_after: seconds until the budget returns, when known.
         reset_at: when the budget returns (UTC), when known.
-        limit, remaining: the last budget the server announced, when known.
+        limit: the last budget the server announced, when known.
+        remaining: the requests left, as the server last announced them, when known.
     """
 
     def __init__(
@@ -268,9 +288,11 @@ class UnsupportedError(CloudOnexError):
     knows a profile cannot do. Nothing was changed on the server.
 
     Attributes:
-        resource: the resource path (``"invoices"``). operation: what was asked
-            (``"list"``, ``"update"``...). profile: the server profile in use.
-        method, url: the request, with the API key redacted (empty if none was sent).
+        resource: the resource path (``"invoices"``).
+        operation: what was asked (``"list"``, ``"update"``...).
+        profile: the server profile in use.
+        method: the request's method (empty if none was sent).
+        url: the request's URL, with the API key redacted (empty if none was sent).
     """
 
     def __init__(
@@ -300,8 +322,10 @@ class CreatedWithoutIdError(CloudOnexError):
     has one).
 
     Attributes:
-        resource: the resource path. reported_id: the id the server sent (not the
-            record's). method, url: the request, with the API key redacted.
+        resource: the resource path.
+        reported_id: the id the server sent (not the record's).
+        method: the request's method.
+        url: the request's URL, with the API key redacted.
     """
 
     def __init__(

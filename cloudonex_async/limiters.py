@@ -381,9 +381,15 @@ class RedisLimiter(BaseLimiter):
 
     Args:
         redis: a ``redis.asyncio.Redis`` client (this limiter does not close it).
-        base_url, api_key: name the budget; the key is stored only as a SHA-256 digest.
+        base_url: names the budget, with ``api_key``.
+        api_key: names the budget; it is stored only as a SHA-256 digest.
         prefix: the Redis key prefix.
-        The rest as for :class:`LocalLimiter`.
+        rate_limit: requests per ``rate_period`` before the server has said otherwise.
+        rate_period: the window in seconds, until the server's is known.
+        pacing: ``"burst"`` or ``"smooth"``, as for :class:`LocalLimiter`.
+        bulk_reserve: the fraction of each window that bulk calls leave to interactive ones.
+        reset_margin: seconds past Reset before the window rolls over (clock granularity).
+        clock: the time source (inject a fake one in tests).
 
     Example::
 

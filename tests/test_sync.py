@@ -277,7 +277,8 @@ async def test_ambiguous_keys_fail_for_that_key_and_are_never_guessed(
     result = await client.customers.sync(records, key="email")
     assert [o.status for o in result.outcomes] == ["failed"] * 4 + ["created"]
     assert "several remote records" in str(result.outcomes[0].error)
-    assert "also the key of input 2" in str(result.outcomes[1].error)
+    assert "also the key of the input record at index 2" in str(result.outcomes[1].error)
+    assert result.outcomes[1].same_key == (2,)
     assert "no key" in str(result.outcomes[3].error)
     assert len(sandbox.records("customers")) == 3
     with pytest.raises(SyncError) as raised:

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._client import Client
-from .._outcomes import BulkResult, SyncPlan, SyncResult
+from .._outcomes import BulkResult, Outcome, SyncOutcome, SyncPlan, SyncResult
 from ..errors import (
     AuthenticationError,
     CloudOnexError,
     ConfigurationError,
+    InputChangedError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -36,12 +37,15 @@ from ..errors import (
 )
 from ..models import Model
 from ..resources import RECORD_RESOURCES, Resource
+from ._doctor import cmd_doctor
 from ._files import (
     Format,
     RecordWriter,
     as_row,
+    columns_of,
     count_records,
     format_of,
+    line_numbers,
     read_records,
     write_failures,
 )
@@ -167,31 +171,52 @@ def _resource(client: Client, name: str) -> Resource[Model]:
     return resource
 
 
+def _say_if_empty(writer: RecordWriter, fmt: Format, what: str, filters: Sequence[str]) -> None:
+    """Say on stderr that a table has no rows (``no customers matching email=x``).
+
+    JSON lines and CSV stay as they are, for the programs that read them: nothing, or
+    a CSV header alone.
+    """
+    if fmt == "table" and not writer.written:
+        matching = f" matching {', '.join(filters)}" if filters else ""
+        print(f"no {what}{matching}", file=sys.stderr)
+
+
 async def cmd_list(client: Client, args: argparse.Namespace) -> int:
     """Stream a listing to stdout."""
-    writer = RecordWriter(sys.stdout, _stdout_format(args))
+    fmt = _stdout_format(args)
     resource = _resource(client, args.resource)
+    writer = RecordWriter(sys.stdout, fmt, columns_of(resource.model) if fmt == "csv" else ())
     listing = resource.list(limit=args.limit, page_size=args.page_size, **_filters(args.filter))
     async for record in listing:
         writer.write(as_row(record))
     writer.close()
+    _say_if_empty(writer, fmt, args.resource, args.filter)
     return OK
 
 
 async def cmd_export(client: Client, args: argparse.Namespace) -> int:
-    """Stream a listing into a file."""
-    fmt: Format = args.format or format_of(args.output)
+    """Stream a listing into a file (or stdout, for ``-o -``)."""
+    to_stdout = args.output == "-"
+    fmt: Format = args.format or ("jsonl" if to_stdout else format_of(args.output))
     if fmt == "table":
         raise UsageError("export writes jsonl or csv")
     resource = _resource(client, args.resource)
-    count = 0
+    columns = columns_of(resource.model) if fmt == "csv" else []
+    listing = resource.list(page_size=args.page_size, **_filters(args.filter))
     # The command owns its loop and nothing else runs on it: plain file I/O is fine here.
-    with open(args.output, "w", newline="", encoding="utf-8") as handle:  # noqa: ASYNC230
-        writer = RecordWriter(handle, fmt)
-        async for record in resource.list(page_size=args.page_size, **_filters(args.filter)):
+    with contextlib.ExitStack() as stack:
+        handle = sys.stdout
+        if not to_stdout:
+            handle = stack.enter_context(
+                open(args.output, "w", newline="", encoding="utf-8")  # noqa: ASYNC230
+            )
+        writer = RecordWriter(handle, fmt, columns)
+        async for record in listing:
             writer.write(as_row(record))
-            count += 1
-    print(f"{count} {args.resource} written to {args.output}", file=sys.stderr)
+        writer.close()
+    where = "stdout" if to_stdout else args.output
+    print(f"{writer.written} {args.resource} written to {where}", file=sys.stderr)
     return OK
 
 
@@ -224,10 +249,12 @@ async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 async def cmd_users(client: Client, args: argparse.Namespace) -> int:
     """List the users (their secrets masked, as in every command's output)."""
-    writer = RecordWriter(sys.stdout, _stdout_format(args))
+    fmt = _stdout_format(args)
+    writer = RecordWriter(sys.stdout, fmt, columns_of(client.users.model) if fmt == "csv" else ())
     async for user in client.users.list():
         writer.write(as_row(user))
     writer.close()
+    _say_if_empty(writer, fmt, "users", ())
     return OK
 
 
@@ -288,20 +315,38 @@ def _journal_path(args: argparse.Namespace) -> str | None:
     return args.journal or f"{args.file}.journal"
 
 
+def _error_text(outcome: Outcome[Model] | SyncOutcome[Model], lines: Mapping[int, int]) -> str:
+    """Why a record failed, on one line; the records whose key it shares, by their line."""
+    others = outcome.same_key if isinstance(outcome, SyncOutcome) else ()
+    if others:
+        many = "s" if len(others) > 1 else ""
+        shown = ", ".join(str(lines.get(n, "?")) for n in others)
+        return (
+            f"the key {outcome.key!r} is also the key of the record{many} on line{many} "
+            f"{shown}; this record was not synced"
+        )
+    return " ".join(str(outcome.error or outcome.status).split())
+
+
 def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namespace) -> int:
-    """Print the summary; write the failed records to a file. Returns the exit code."""
+    """Print the summary; write the failed records to a file. Returns the exit code.
+
+    Records are named by the line of the file where they start (1-based; a CSV's
+    header is line 1), as the failures file's ``_line`` column does.
+    """
     print(result.summary(), file=sys.stderr)
-    troubled = [*result.failed, *result.unknown]
+    troubled = sorted([*result.failed, *result.unknown], key=lambda o: o.index)
     if not troubled:
         return OK
-    errors = {o.index: " ".join(str(o.error or o.status).split()) for o in troubled}
+    named = {n for o in troubled if isinstance(o, SyncOutcome) for n in o.same_key}
+    lines = line_numbers(args.file, {o.index for o in troubled} | named)
+    errors = {o.index: _error_text(o, lines) for o in troubled}
     target = _failures_path(args)
     written = write_failures(args.file, target, errors)
-    shown = sorted(troubled, key=lambda o: o.index)[:5]
+    shown = troubled[:5]
     for outcome in shown:
-        print(
-            f"  record {outcome.index} ({outcome.status}): {errors[outcome.index]}", file=sys.stderr
-        )
+        where = f"{args.file}, line {lines.get(outcome.index, '?')}"
+        print(f"  {where} ({outcome.status}): {errors[outcome.index]}", file=sys.stderr)
     if len(troubled) > len(shown):
         print(f"  ... and {len(troubled) - len(shown)} more", file=sys.stderr)
     print(
@@ -402,6 +447,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Coroutine[Any, Any, i
     "users": cmd_users,
     "reports": cmd_reports,
     "ratelimit": cmd_ratelimit,
+    "doctor": cmd_doctor,
     "import": cmd_import,
     "sync": cmd_sync,
 }
@@ -426,12 +472,38 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--api-key", default=default(None), help="prefer CLOUDONEX_API_KEY: flags show in ps"
     )
     group.add_argument(
-        "--profile", choices=("documented", "shipped", "auto"), default=default(None)
+        "--profile",
+        choices=("documented", "shipped", "auto"),
+        default=default(None),
+        help="the API the server speaks: the vendor page's (default), the deployed 4.x "
+        "code's, or auto (ask the server once)",
     )
-    group.add_argument("--auth", choices=("bearer", "query"), default=default(None))
-    group.add_argument("--body-encoding", choices=("json", "form"), default=default(None))
-    group.add_argument("--route-style", choices=("path", "ng"), default=default(None))
-    group.add_argument("--item-paths", choices=("plural", "singular"), default=default(None))
+    group.add_argument(
+        "--auth",
+        choices=("bearer", "query"),
+        default=default(None),
+        help="send the key in an Authorization header (default) or as ?api_key= (for "
+        "hosts that strip the header)",
+    )
+    group.add_argument(
+        "--body-encoding",
+        choices=("json", "form"),
+        default=default(None),
+        help="how writes send fields: JSON or PHP-style form fields (default: the profile's)",
+    )
+    group.add_argument(
+        "--route-style",
+        choices=("path", "ng"),
+        default=default(None),
+        help="/api/v2/... or /?ng=api/v2/... for hosts without URL rewriting "
+        "(default: the profile's)",
+    )
+    group.add_argument(
+        "--item-paths",
+        choices=("plural", "singular"),
+        default=default(None),
+        help="customers/7 or customer/7 (default: the profile's)",
+    )
     group.add_argument("--config", default=default(None), help="an INI file, [cloudonex] section")
     group.add_argument(
         "--timeout", type=float, default=default(30.0), help="seconds per request (30)"
@@ -453,6 +525,15 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+FILTER_HELP = "only records whose field KEY is VALUE; repeat for more fields"
+LIST_FORMAT_HELP = (
+    "jsonl (default on a pipe), csv, or table (default on a terminal). A csv is written "
+    "once the listing ends, its header naming every field any record has (just the "
+    "header when there are none); an empty table says so on stderr"
+)
+PAGE_SIZE_HELP = "records per request (100)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cloudonex`` argument parser."""
     parser = _Parser(
@@ -464,7 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser, suppress=False)
     common = _Parser(add_help=False)
     _add_common(common, suppress=True)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="see `cloudonex COMMAND --help` for each",
+    )
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, description=help, parents=[common])
@@ -474,59 +560,113 @@ def build_parser() -> argparse.ArgumentParser:
             "resource", choices=RESOURCES, metavar="RESOURCE", help=", ".join(RESOURCES)
         )
 
+    def record_id(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("id", metavar="ID", help="the record's id")
+
     sub = command("list", "print a listing as it streams in")
     resource(sub)
-    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
-    sub.add_argument("--format", choices=("jsonl", "csv", "table"))
-    sub.add_argument("--limit", type=int)
-    sub.add_argument("--page-size", type=int, default=100)
+    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help=FILTER_HELP)
+    sub.add_argument("--format", choices=("jsonl", "csv", "table"), help=LIST_FORMAT_HELP)
+    sub.add_argument(
+        "--limit", type=int, metavar="N", help="print at most N records (default: all)"
+    )
+    sub.add_argument("--page-size", type=int, default=100, metavar="N", help=PAGE_SIZE_HELP)
     sub = command("export", "write a listing to a JSON-lines or CSV file as it streams in")
     resource(sub)
-    sub.add_argument("--output", "-o", required=True)
-    sub.add_argument("--format", choices=("jsonl", "csv"))
-    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
-    sub.add_argument("--page-size", type=int, default=100)
+    sub.add_argument(
+        "--output", "-o", required=True, metavar="FILE", help="the file to write, or - for stdout"
+    )
+    sub.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        help="default: from the file's name (.csv is csv), else jsonl. A csv's header "
+        "names every field any record has (just the header when there are none)",
+    )
+    sub.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help=FILTER_HELP)
+    sub.add_argument("--page-size", type=int, default=100, metavar="N", help=PAGE_SIZE_HELP)
     sub = command("get", "print one record")
     resource(sub)
-    sub.add_argument("id")
+    record_id(sub)
     sub = command("create", "create a record from --json")
     resource(sub)
     sub.add_argument("--json", required=True, help="a JSON object, @FILE, or - for stdin")
     sub = command("update", "change fields of a record from --json")
     resource(sub)
-    sub.add_argument("id")
+    record_id(sub)
     sub.add_argument("--json", required=True, help="a JSON object, @FILE, or - for stdin")
     sub = command("delete", "delete a record")
     resource(sub)
-    sub.add_argument("id")
+    record_id(sub)
     sub = command("users", "list the users")
-    sub.add_argument("--format", choices=("jsonl", "csv", "table"))
+    sub.add_argument("--format", choices=("jsonl", "csv", "table"), help=LIST_FORMAT_HELP)
     sub = command("reports", "print a report")
-    sub.add_argument("report", choices=("financial",))
-    sub.add_argument("--year", type=int, required=True)
-    sub.add_argument("--month", type=int, required=True)
+    sub.add_argument("report", choices=("financial",), help="the report: financial")
+    sub.add_argument("--year", type=int, required=True, metavar="YYYY", help="the year, e.g. 2024")
+    sub.add_argument("--month", type=int, required=True, metavar="M", help="the month, 1 to 12")
     command("ratelimit", "show the budget of the configured key (one request)")
+    sub = command(
+        "doctor",
+        "check what the configured server really does and what to set (at most 15 reads)",
+    )
+    sub.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="a table for people (default) or JSON for programs",
+    )
     for name, text in (
         ("import", "create every record of a CSV or JSON-lines file, resumably"),
         ("sync", "make a resource match a CSV or JSON-lines file"),
     ):
         sub = command(name, text)
         resource(sub)
-        sub.add_argument("file")
-        sub.add_argument("--concurrency", type=int, default=8)
-        sub.add_argument("--failures", help="where failed records go (default: FILE.failed.EXT)")
+        sub.add_argument(
+            "file",
+            metavar="FILE",
+            help="a .csv file (a header line, then a record per row) or JSON lines",
+        )
+        sub.add_argument(
+            "--concurrency", type=int, default=8, metavar="N", help="requests in flight at once (8)"
+        )
+        sub.add_argument(
+            "--failures",
+            metavar="FILE",
+            help="where failed records go, with their line and error (default: FILE.failed.EXT)",
+        )
         if name == "import":
-            sub.add_argument("--journal", help="default: FILE.journal (rerun to resume)")
-            sub.add_argument("--no-journal", action="store_true")
-            sub.add_argument("--retry-failed", action="store_true")
+            sub.add_argument(
+                "--journal", metavar="FILE", help="default: FILE.journal (rerun to resume)"
+            )
+            sub.add_argument(
+                "--no-journal", action="store_true", help="keep no journal (a rerun starts over)"
+            )
+            sub.add_argument(
+                "--retry-failed",
+                action="store_true",
+                help="send again the records the journal says failed (default: report them)",
+            )
             sub.add_argument("--key", help="a field that identifies a record, e.g. email")
-            sub.add_argument("--batch-size", type=int, default=100, help="0: one per request")
+            sub.add_argument(
+                "--batch-size",
+                type=int,
+                default=100,
+                metavar="N",
+                help="records per request where the server takes batches (100); 0: one each",
+            )
         else:
             sub.add_argument("--key", required=True, help="the field that identifies a record")
-            sub.add_argument("--journal", help="a journal file, to resume after a crash")
+            sub.add_argument(
+                "--journal", metavar="FILE", help="a journal file, to resume after a crash"
+            )
             sub.add_argument("--dry-run", action="store_true", help="show the plan only")
-            sub.add_argument("--delete-missing", action="store_true")
-            sub.add_argument("--max-deletes", type=int)
+            sub.add_argument(
+                "--delete-missing",
+                action="store_true",
+                help="delete the records whose key is not in FILE (needs --max-deletes)",
+            )
+            sub.add_argument(
+                "--max-deletes", type=int, metavar="N", help="the most records this run may delete"
+            )
     sandbox = commands.add_parser(
         "sandbox", help="run the embedded sandbox server", description="Run a CloudOnex sandbox."
     )
@@ -579,7 +719,46 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``cloudonex`` command line; return its exit code."""
+    """Run the ``cloudonex`` command line; return its exit code.
+
+    A reader that stops reading (``cloudonex list customers | head -1``) ends the
+    command quietly, with 0: it had what it wanted.
+    """
+    try:
+        code = _main(argv)
+    except BrokenPipeError:
+        _drop_stdout()
+        return OK
+    except SystemExit:
+        _flush_stdout()  # e.g. --help into a closed pipe: no complaint at exit
+        raise
+    return code if _flush_stdout() else OK
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout now (not at exit); False if its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return False
+    return True
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: its reader has gone, and Python flushes it at exit.
+
+    (The Python docs' "Note on SIGPIPE", in the signal module.)
+    """
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (a test's stdout)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sandbox":
         from ..testing.__main__ import serve
@@ -597,7 +776,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    except BrokenPipeError:
+        raise  # stdout's reader has gone: main() ends quietly
     except (CloudOnexError, UsageError, ValueError, OSError) as error:
         if args.debug:
             traceback.print_exc()
-        _fail(str(error), _exit_code(error))
+        _fail(_with_line(error, args), _exit_code(error))
+
+
+def _with_line(error: BaseException, args: argparse.Namespace) -> str:
+    """The error's message; for a file that changed since its journal, by its line."""
+    if not isinstance(error, InputChangedError):
+        return str(error)
+    try:
+        line = line_numbers(args.file, [error.index]).get(error.index, "?")
+    except (OSError, ValueError):  # the file itself is the trouble
+        return str(error)
+    return (
+        f"{args.file}, line {line} differs from the record the journal holds for it: the "
+        "file changed since the last run; give a new --journal (or --no-journal) for new "
+        "input, or restore the file to resume"
+    )

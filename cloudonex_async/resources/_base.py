@@ -444,7 +444,8 @@ class Resource(Generic[M]):
                 reported ``skipped``), a guard against an empty or truncated input.
             journal: a file path or a Journal (``RedisJournal``): a rerun after a crash
                 skips what is settled and finds by key what was in flight.
-            concurrency, batch_size: as for :meth:`bulk_create_iter`.
+            concurrency: as for :meth:`bulk_create_iter`.
+            batch_size: as for :meth:`bulk_create_iter`.
             page_size: records per listing page, for the scan.
             raise_on_error: raise SyncError if a record failed or is unknown.
             on_progress: called with a BulkProgress as records are settled. If it

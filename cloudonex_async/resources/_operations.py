@@ -29,10 +29,13 @@ from ._api import Endpoint
 
 M = TypeVar("M", bound=Model)
 
+# How an outcome's error names its record: the outcome says which one (its index).
+THIS_RECORD = "this record"
+
 
 def _key(index: int, record: object, key: KeyFunction | None) -> str | None:
     """The caller's key of a record; ValidationError if the key function raises on it."""
-    return None if key is None else str(key_of(key, record, f"record {index}"))
+    return None if key is None else str(key_of(key, record, THIS_RECORD))
 
 
 def _record_id(index: int, value: object) -> int:
@@ -40,7 +43,7 @@ def _record_id(index: int, value: object) -> int:
     text = str(value).strip() if isinstance(value, (int, str)) else ""
     if isinstance(value, bool) or not text.isdigit() or not text.isascii():
         raise ValidationError(
-            f"record {index}: {value!r} is not a record id (digits); nothing was sent",
+            f"{THIS_RECORD}: {value!r} is not a record id (digits); nothing was sent",
             status=0,
             errors={"id": "must be a record id"},
         )
@@ -90,7 +93,7 @@ class CreateOperation(_Base[M]):
 
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
         """Turn a mapping or model into an Item (its values checked: they must read back)."""
-        payload = self._resource._checked_payload(record, f"record {index}")
+        payload = self._resource._checked_payload(record, THIS_RECORD)
         return Item(index, _key(index, record, key), digest(payload), payload, None, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
@@ -149,8 +152,7 @@ class CreateOperation(_Base[M]):
 
     def _entry_outcome(self, item: Item, entry: JSONValue) -> Outcome[M]:
         unmatched = OutcomeUnknownError(
-            f"the batch answer for record {item.index} could not be read; look it up "
-            "before sending it again"
+            "the batch answer for this record could not be read; look it up before sending it again"
         )
         if not isinstance(entry, dict):
             return Outcome(item.index, "unknown", item.key, error=unmatched)
@@ -194,7 +196,7 @@ class UpdateOperation(_Base[M]):
                 errors={"record": "must be an (id, changes) pair or a model"},
             )
         rid = _record_id(index, record_id)
-        payload = self._resource._checked_payload(changes, f"record {index}")
+        payload = self._resource._checked_payload(changes, THIS_RECORD)
         item_key = _key(index, record, key)
         return Item(index, item_key, digest([rid, payload]), payload, rid, record)
 

@@ -10,9 +10,9 @@ from ._sandbox import Faults, SandboxServer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every sandbox option, for this command and ``cloudonex sandbox``."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--api-key", default="sandbox-key")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="the port to listen on (8080)")
+    parser.add_argument("--api-key", default="sandbox-key", help="the one valid key")
     parser.add_argument(
         "--style",
         choices=("documented", "shipped"),
@@ -64,6 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-max", type=int, default=100, help="records per batch at most")
     parser.add_argument("--seed-customers", type=int, default=0, help="start with N customers")
+    parser.add_argument(
+        "--rate-limit-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="documented style: whether answers carry X-RateLimit-* headers",
+    )
+    parser.add_argument(
+        "--strip-authorization",
+        action="store_true",
+        help="drop the Authorization header, as Apache with CGI/FastCGI does",
+    )
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -97,6 +108,8 @@ def serve(args: argparse.Namespace) -> None:
             max_page_size=args.max_page_size,
             batch=args.batch,
             batch_max=args.batch_max,
+            rate_limit_headers=args.rate_limit_headers,
+            strip_authorization=args.strip_authorization,
         )
         sandbox.seed(
             "customers",

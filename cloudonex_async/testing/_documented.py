@@ -100,8 +100,10 @@ class DocumentedRoutes:
         log, segments = incoming.log, incoming.segments
         resource, action = log.resource, log.action
         if action == "batch":
-            if incoming.method != "POST" or not self.settings.batch or resource not in RESOURCES:
+            if not self.settings.batch or resource not in RESOURCES:
                 return self.no_route()
+            if incoming.method != "POST":  # the path exists; only POST is allowed
+                return Answer(405, failure("Unknown Method!"))
             return self._batch(log, resource, incoming.body)
         if action == "report":
             if segments != ["reports", "financial"]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import ssl as _ssl
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
@@ -137,6 +138,11 @@ class SandboxServer:
             cap, as many servers have).
         batch: whether ``POST /api/v2/batch/<resource>`` exists; batch_max: its size cap.
         clock: the time source for rate-limit windows and the Date header.
+        rate_limit_headers: documented style: whether answers carry ``X-RateLimit-*``
+            (the budget is enforced either way).
+        strip_authorization: drop the ``Authorization`` header before the API sees it,
+            as Apache with CGI/FastCGI does by default (only ``?api_key=`` works then).
+        ssl: serve https with this server-side context (``base_url`` says https).
     """
 
     def __init__(
@@ -158,6 +164,9 @@ class SandboxServer:
         batch: bool = True,
         batch_max: int = 100,
         clock: Clock | None = None,
+        rate_limit_headers: bool = True,
+        strip_authorization: bool = False,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         if style not in ("documented", "shipped"):
             raise ValueError(f"style is 'documented' or 'shipped', not {style!r}")
@@ -177,6 +186,9 @@ class SandboxServer:
         self.batch = batch
         self.batch_max = batch_max
         self.clock: Clock = clock or SYSTEM_CLOCK
+        self.rate_limit_headers = rate_limit_headers
+        self.strip_authorization = strip_authorization
+        self.ssl = ssl
         self.tables = Tables(self.clock)
         self.store = self.tables.store
         self.routes: _Routes = (
@@ -195,7 +207,8 @@ class SandboxServer:
     @property
     def base_url(self) -> str:
         """The site root to give ``Client(base_url=...)``."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "http" if self.ssl is None else "https"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         """Start listening."""
@@ -206,7 +219,7 @@ class SandboxServer:
             app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl)
         await site.start()
         if self.port == 0:
             server = site._server
@@ -275,7 +288,7 @@ class SandboxServer:
         query = dict(request.query)
         route = query.pop("ng", None)
         key = query.pop("api_key", None)  # wins over the header when both are sent
-        if key is None:
+        if key is None and not self.strip_authorization:
             auth = request.headers.get("Authorization", "")
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         method = request.method
@@ -290,8 +303,11 @@ class SandboxServer:
         log = LoggedRequest(method, "/" + path, query, self.clock.time())
         self.requests.append(log)
         try:
-            if route is None and not self.url_rewriting:
-                # No URL rewriting: /api/v2/... is a file the web server does not have.
+            if (route is None and not self.url_rewriting) or (
+                route is not None and request.path not in ("/", "/index.php")
+            ):
+                # No URL rewriting: /api/v2/... is a file the web server does not have;
+                # and ?ng= reaches the API only through the site root's index.php.
                 answer = Answer(404, raw=_APACHE_404.encode(), content_type="text/html")
             else:
                 answer = await self._answer(request, method, key, path.split("/"), query, log)
@@ -322,6 +338,8 @@ class SandboxServer:
         headers: dict[str, str] = {}
         if self.style == "documented":
             headers, allowed = self._spend(key)
+            if not self.rate_limit_headers:
+                headers = {k: v for k, v in headers.items() if not k.startswith("X-RateLimit")}
             if not allowed:
                 return Answer(429, _rate_limited(), headers=headers)
         log.resource, log.action = routes.classify(method, segments[2:])
