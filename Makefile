@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench soak stress clean
+.PHONY: install test lint typecheck unit docs demo bench soak stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# The documentation site (docs/, mkdocs.yml) into site/; any warning (a broken link or
+# reference, a docstring it cannot read) fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 demo: $(STAMP)
 	$(BIN)/cloudonex demo
 
@@ -45,4 +50,4 @@ stress: $(STAMP)
 		$(BIN)/pytest -q tests/test_stateful.py
 
 clean:
-	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache site

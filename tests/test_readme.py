@@ -1,155 +1,83 @@
-"""Every Python example in README.md runs, as written, against the sandbox.
+"""README.md stays short, starts users off right, and links where the package index can follow.
 
-Each example is a whole program, or, when its first line names a ``test_*.py`` file, a
-whole test module. A block whose first line names another file (``# app.py``) is a
-module a later test module imports: it is written next to every test module, and is
-run through it. It runs in a subprocess with the README's placeholders swapped for
-a sandbox on loopback: ``https://your-domain.com`` becomes the sandbox's URL,
-``your-api-key-here`` its key, and ``redis://localhost:6379/0`` the tests' Redis.
+Its code blocks are run with every page's by tests/test_docs.py, its Quick start verbatim
+(the sandbox command it shows, then the program, unchanged) by the walkthrough test there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import shlex
-import sys
+from importlib import metadata
 from pathlib import Path
 
-import pytest
+from .docs_examples import DOCS, README, ROOT, blocks, shell_lines, walkthroughs
 
-from cloudonex_async.testing import SandboxServer
-
-from .conftest import SandboxFactory
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-_HEADING = re.compile(r"^#+ (.*)$", re.M)
+DOCS_URL = "https://cloudonex-async.readthedocs.io/en/latest/"
+MAX_LINES = 250
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def examples() -> list[tuple[str, str]]:
-    """(name, code) of each Python block, named after the heading above it."""
-    text = README.read_text(encoding="utf-8")
-    found = []
-    for number, match in enumerate(_BLOCK.finditer(text), start=1):
-        headings = _HEADING.findall(text, 0, match.start())
-        title = re.sub(r"\W+", "-", headings[-1].lower()).strip("-") if headings else "top"
-        found.append((f"{number}-{title}", match.group(1)))
-    return found
-
-
-_NAMED = re.compile(r"# (\w+\.py)\n")
-MODULES = {
-    m.group(1): code
-    for _, code in examples()
-    if (m := _NAMED.match(code)) and not m.group(1).startswith("test_")
-}
-
-
-async def run(
-    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float
-) -> tuple[int | None, str]:
-    """Run a command; return its exit code and its output (stdout and stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+def test_the_readme_is_short() -> None:
+    lines = len(README.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, (
+        f"README.md has {lines} lines; at most {MAX_LINES}: move some to docs/"
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    return process.returncode, output.decode()
 
 
-EXAMPLES = [(name, code) for name, code in examples() if code not in MODULES.values()]
-
-
-def fill_placeholders(code: str, sandbox: SandboxServer, request: pytest.FixtureRequest) -> str:
-    """``code`` with the README's placeholders swapped for the sandbox and the tests' Redis."""
-    code = code.replace("https://your-domain.com", sandbox.base_url)
-    code = code.replace("your-api-key-here", sandbox.api_key)
-    if "redis://" in code:
-        redis_url: str = request.getfixturevalue("redis_url")
-        code = code.replace("redis://localhost:6379/0", redis_url)
-    return code
-
-
-def test_the_readme_has_examples() -> None:
-    assert len(EXAMPLES) >= 6
-    tests = "".join(code for _, code in EXAMPLES if code.startswith("# test_"))
-    for module in MODULES:  # every module is imported by some test module
-        assert f"import {module[:-3]}" in tests or f"from {module[:-3]} " in tests
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("name", "code"), EXAMPLES, ids=[name for name, _ in EXAMPLES])
-async def test_readme_example_runs(
-    name: str,
-    code: str,
-    make_sandbox: SandboxFactory,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    sandbox = await make_sandbox()
-    code = fill_placeholders(code, sandbox, request)
-    first_line = code.splitlines()[0]
-    as_test = re.fullmatch(r"# (test_\w+\.py)", first_line)
-    script = tmp_path / (as_test.group(1) if as_test else "example.py")
-    script.write_text(code, encoding="utf-8")
-    if as_test:
-        for module, text in MODULES.items():
-            (tmp_path / module).write_text(
-                fill_placeholders(text, sandbox, request), encoding="utf-8"
-            )
-    env = {
-        **os.environ,
-        "CLOUDONEX_BASE_URL": sandbox.base_url,
-        "CLOUDONEX_API_KEY": sandbox.api_key,
-        "PYTHONWARNINGS": "error",
-    }
-    # A test module runs as a user's would: pytest-asyncio in auto mode, as README says.
-    pytest_args = [
-        *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"),
-        *("-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"),
-        *("--rootdir", str(tmp_path)),
+def test_the_readme_shows_the_two_set_up_commands() -> None:
+    commands = [
+        line.words
+        for block in blocks(README)
+        if block.language == "sh"
+        for line in shell_lines(block)
     ]
-    command = (
-        [sys.executable, *pytest_args, str(script)] if as_test else [sys.executable, str(script)]
-    )
-    status, output = await run(command, cwd=tmp_path, env=env, timeout=120)
-    assert status == 0, f"README example {name} failed:\n{output}"
+    assert ("make", "demo") in commands
+    assert ("make", "test") in commands
 
 
-def command_lines() -> list[list[str]]:
-    """The ``cloudonex`` lines of the README's shell block under "The command line"."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## The command line") :]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block is not None
-    return [shlex.split(line, comments=True) for line in block.group(1).splitlines() if line]
-
-
-@pytest.mark.slow
-async def test_readme_command_lines_run(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
-    sandbox = await make_sandbox()
-    sandbox.seed(
-        "customers", [{"account": f"C {n}", "email": f"c{n}@example.com"} for n in range(7)]
-    )
-    (tmp_path / "people.csv").write_text(
-        "account,email\nAda,ada@example.com\nAlan,alan@example.com\n"
-    )
-    env = {
-        **os.environ,
-        "CLOUDONEX_BASE_URL": sandbox.base_url,
-        "CLOUDONEX_API_KEY": sandbox.api_key,
+def test_the_quick_start_is_a_walkthrough_that_reads_the_environment() -> None:
+    [(commands, program)] = [(sh, py) for sh, py in walkthroughs() if sh.page == README.name]
+    assert commands.heading == program.heading == "Quick start"
+    [start] = [line for line in shell_lines(commands) if line.kind == "background-sandbox"]
+    assert start.words[:2] == ("cloudonex", "sandbox")
+    exported = {
+        word.partition("=")[0]
+        for line in shell_lines(commands)
+        if line.kind == "export"
+        for word in line.words[1:]
     }
-    lines = command_lines()
-    assert len(lines) >= 10
-    for line in lines:
-        assert line[0] == "cloudonex"
-        if line[1] == "sandbox":
-            continue  # serves until stopped; its options are tested with the sandbox
-        command = [sys.executable, "-m", "cloudonex_async", *line[1:]]
-        status, output = await run(command, cwd=tmp_path, env=env, timeout=60)
-        assert status == 0, f"{' '.join(line)} failed:\n{output}"
-    assert {str(r["email"]) for r in sandbox.records("customers")} == {
-        "ada@example.com",
-        "alan@example.com",
-    }  # imported, then the sync deleted the rest (the seventh was deleted by hand)
+    assert exported == {"CLOUDONEX_BASE_URL", "CLOUDONEX_API_KEY"}
+    # The program takes its server and key from the environment, as it says.
+    assert "Client()" in program.code
+    assert "base_url" not in program.code
+    assert "api_key" not in program.code
+    assert "http" not in program.code
+
+
+def doc_page(url: str) -> Path | None:
+    """The docs/ page an absolute documentation URL names, if there is one."""
+    path = url.removeprefix(DOCS_URL).split("#")[0].strip("/")
+    for candidate in (DOCS / f"{path}.md", DOCS / path / "index.md"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def test_the_readme_links_work_from_the_package_index() -> None:
+    """Absolute links only (the package index shows README.md outside the source tree),
+    and each link to the documentation names a page the site has."""
+    links = _LINK.findall(README.read_text(encoding="utf-8"))
+    assert links
+    for link in links:
+        assert link.startswith("https://"), f"README.md links to {link!r}: make it absolute"
+        if link.startswith(DOCS_URL):
+            assert doc_page(link) is not None, f"README.md links to {link}: no such page"
+
+
+def test_the_documentation_url_is_the_same_everywhere() -> None:
+    mkdocs = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert f"site_url: {DOCS_URL}\n" in mkdocs
+    urls = metadata.metadata("cloudonex-async").get_all("Project-URL") or []
+    assert f"Documentation, {DOCS_URL}" in urls
+    assert f"Changelog, {DOCS_URL}changelog/" in urls
+    assert (DOCS / "changelog.md").exists()

@@ -1,4 +1,4 @@
-"""The README's web services stop within 2 s of Ctrl-C while handlers wait for the budget.
+"""The web services guide's apps stop within 2 s of Ctrl-C while handlers wait for the budget.
 
 Each example (``shop_app.py`` on aiohttp.web, ``shop_api.py`` on FastAPI under uvicorn)
 runs in a subprocess, as it would in production, with default settings (no
@@ -23,7 +23,7 @@ import pytest
 from cloudonex_async.testing._process import free_port
 
 from .conftest import SandboxFactory, wait_until
-from .test_readme import MODULES
+from .docs_examples import MODULES
 
 WINDOW = 120.0
 ALLOWED = 3  # requests the sandbox lets through in the window

@@ -17,7 +17,7 @@ from cloudonex_async import Client, ConfigurationError, LocalLimiter, close_on_s
 from cloudonex_async.testing import FakeClock, MockTransport, json_response
 
 from .conftest import ClientFactory, SandboxFactory, wait_until
-from .test_readme import run
+from .docs_examples import run
 
 SIGNAL = signal.SIGUSR1  # SIGINT is pytest's
 

@@ -1,4 +1,4 @@
-"""The README's task queue (``tasks.py``, Dramatiq on Redis) with ``max_wait=0``: fail fast.
+"""The web services guide's task queue (``tasks.py``, Dramatiq) with ``max_wait=0``: fail fast.
 
 Jobs run against a sandbox that allows ``ALLOWED`` requests per window, all queued at
 the start of a window. The first ``ALLOWED`` succeed at once; each of the others is
@@ -28,7 +28,7 @@ import pytest
 from cloudonex_async import RateLimitError
 
 from .conftest import SandboxFactory
-from .test_readme import MODULES
+from .docs_examples import MODULES
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ class Reschedules(dramatiq.Middleware):
 
 @pytest.fixture
 def tasks(tmp_path: Path, redis_url: str) -> Iterator[ModuleType]:
-    """The README's tasks.py, imported, its broker on the tests' Redis."""
+    """The guide's tasks.py, imported, its broker on the tests' Redis."""
     path = tmp_path / "tasks.py"
     code = MODULES["tasks.py"]
     assert "redis://localhost:6379/0" in code
