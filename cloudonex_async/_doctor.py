@@ -469,7 +469,7 @@ def _profile(doctor: _Doctor, listing: _Answer) -> ProfileName:
             "profile",
             "problem",
             f"{evidence}, but the client is set to profile={config.profile!r}",
-            f"set profile={found!r} (or 'auto')",
+            f"set profile={found!r} (or profile='auto')",
         )
     if found == "shipped" and config.body_encoding == "json":
         doctor.add(
@@ -531,7 +531,14 @@ def _paging(doctor: _Doctor, listing: _Answer | None, profile: ProfileName) -> N
     meta = decoded.get("meta") if isinstance(decoded, Mapping) else None
     total = _count(meta, ("total_records", "total")) if isinstance(meta, Mapping) else None
     served = len(records)
-    if served > PAGE_PROBE:
+    if not served:
+        doctor.add(
+            "paging",
+            "info",
+            "no customers yet, so the page size the server serves cannot be seen",
+            "nothing to set: listings read on until a page comes back empty",
+        )
+    elif served > PAGE_PROBE:
         doctor.add(
             "paging",
             "warning",

@@ -429,3 +429,30 @@ def test_works_as_set_means_a_client_so_set_lists_and_reads(
                 assert (await client.customers.get(first.id)).account == first.account
 
     asyncio.run(check())
+
+
+async def test_an_empty_server_does_not_vouch_for_its_page_size(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox = await make_sandbox(max_page_size=10)  # a cap no listing shows yet
+    diagnosis = await diagnose(sandbox, Variant(sandbox={}, expected={}, ok=True))
+    paging = by_check(diagnosis)["paging"]
+    assert paging.status == "info"
+    assert "no customers yet" in paging.summary
+
+
+@pytest.mark.slow
+async def test_the_table_shown_in_the_docs_is_what_doctor_prints(
+    make_sandbox: SandboxFactory,
+) -> None:
+    page = (Path(__file__).parent.parent / "docs" / "real-servers.md").read_text()
+    shown = page.split("```text\nCHECK", 1)[1].split("```", 1)[0]
+    sandbox = await make_sandbox(style="shipped")
+    sandbox.seed("customers", [{"account": "Ada", "email": "ada@example.com"}])
+    code, out, _ = await run_doctor(sandbox, COLUMNS="100")
+    assert code == 2
+    out = out.replace(sandbox.base_url, "https://crm.example.com").replace(
+        "tls         info     plain http: the key travels unencrypted",
+        "tls         ok       https with a verified certificate",
+    )
+    assert "CHECK" + shown == out
