@@ -32,8 +32,9 @@ import importlib.metadata as _metadata
 from ._client import Client
 from ._clock import Clock, SystemClock
 from ._config import UNSET, ClientConfig
-from ._doctor import Diagnosis, Finding
+from ._doctor import Diagnosis
 from ._events import Event, EventKind
+from ._findings import Finding
 from ._journal import FileJournal, Journal, JournalEntry, RedisJournal
 from ._outcomes import (
     BulkProgress,

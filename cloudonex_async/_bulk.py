@@ -379,9 +379,13 @@ class BulkJob(Generic[M]):
     async def _settled(self, item: Item, entry: JournalEntry) -> bool:
         """Apply an earlier run's journal entry; return whether the record needs no send."""
         if entry.digest != item.digest:
+            if entry.state == "failed":  # never created, and fixed since: send it as it is now
+                return False
             raise InputChangedError(
-                f"the input record at index {item.index} differs from the one in the journal: "
-                "the input changed since the last run; use a new journal for new input",
+                f"the input record at index {item.index} has changed since an earlier run "
+                f"with this journal left it {entry.state}: sending it again could store it "
+                "twice. To change records that exist, use sync(); for different input, use "
+                "a new journal",
                 index=item.index,
             )
         if entry.state in DONE:

@@ -549,7 +549,9 @@ class Client:
             self._probe_lock = asyncio.Lock()
         async with self._probe_lock:
             if self._profile is None:
-                probe = make_profile("documented", auth=self._config.auth, route_style="ng")
+                # Through ?ng= (it works without URL rewriting), unless told otherwise.
+                route = self._config.route_style or "ng"
+                probe = make_profile("documented", auth=self._config.auth, route_style=route)
                 request = self._build("GET", PROBE_PATH, None, None, probe)
                 answer = await self._send(request, detect_profile, "interactive", UNSET, None)
                 name = "shipped" if answer.data == "shipped" else "documented"
@@ -579,18 +581,29 @@ class Client:
         once = self.with_options(
             retry=RetryPolicy(attempts=1),
             max_wait=DIAGNOSE_MAX_WAIT if wait is None else min(wait, DIAGNOSE_MAX_WAIT),
+            priority="interactive",
         )
         return await diagnose(self._config, once._exchange, self.clock.time)
 
     async def _exchange(self, request: Request) -> RawResponse:
-        """Send ``request`` once under the budget; return its answer, whatever it says."""
+        """Send ``request`` once under the budget; return its answer, whatever it says.
+
+        A 429 is read as any call's is (the limiter pauses), then returned too.
+        """
         answers: list[RawResponse] = []
 
-        def keep(raw: RawResponse, now: float) -> Envelope:
+        def keep(raw: RawResponse, now: float) -> Envelope | Failure:
             answers.append(raw)
+            if raw.status == 429:
+                return parse_response(raw, now)
             return Envelope(None, budget=RateLimitInfo.from_headers(raw.headers, now))
 
-        await self._send(request, keep, "interactive", UNSET, None)
+        request.timeout = self._config.timeout
+        try:
+            await self._send(request, keep, "interactive", UNSET, None)
+        except RateLimitError:
+            if not answers:  # held back before it left
+                raise
         return answers[-1]
 
     def _build(

@@ -6,7 +6,7 @@ Plain records, no behaviour: the jobs (``_bulk``, ``_sync``) make them, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -92,7 +92,7 @@ class BulkResult(Generic[M]):
         """One line: how many records ended which way."""
         return (
             f"{_records(len(self.outcomes))}: {len(self.succeeded)} succeeded, "
-            f"{len(self.failed)} failed, {len(self.unknown)} unknown"
+            f"{len(self.failed)} failed, {len(self.unknown)} unknown{_resumed(self.outcomes)}"
         )
 
 
@@ -190,7 +190,7 @@ class SyncPlan:
         return (
             f"{self.creates} to create, {self.updates} to update, {self.unchanged} unchanged, "
             f"{self.deletes} to delete, {self.failed} failed{settled}; about "
-            f"{self.requests} requests ({self.strategy}), done in about "
+            f"{_plural(self.requests, 'request')} ({self.strategy}), done in about "
             f"{self.eta_seconds:.0f} s"
         )
 
@@ -224,10 +224,20 @@ class SyncResult(Generic[M]):
         return (
             f"{_records(len(self.outcomes))}: {self.count('created')} created, "
             f"{self.count('updated')} updated, {self.count('unchanged')} unchanged, "
-            f"{self.count('failed')} failed, {self.count('unknown')} unknown; "
-            f"{deleted} deleted; {self.requests} requests"
+            f"{self.count('failed')} failed, {self.count('unknown')} unknown"
+            f"{_resumed(self.outcomes)}; {deleted} deleted; {_plural(self.requests, 'request')}"
         )
 
 
 def _records(count: int) -> str:
-    return f"{count} record" if count == 1 else f"{count} records"
+    return _plural(count, "record")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _resumed(outcomes: Sequence[Outcome[M] | SyncOutcome[M]]) -> str:
+    """`` (2 of them settled by an earlier run)``, or "" when none was."""
+    resumed = sum(1 for o in outcomes if o.resumed)
+    return f" ({resumed} of them settled by an earlier run)" if resumed else ""

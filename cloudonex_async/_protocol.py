@@ -198,18 +198,24 @@ _PAGE_SUFFIXES = (".php", ".html", ".htm", ".asp", ".aspx", ".jsp", ".cgi")
 
 def base_url_problem(site_root: str) -> str | None:
     """Say why ``site_root`` cannot be a CloudOnex site root, or None if it may be one."""
-    path = urllib.parse.urlsplit(site_root).path.rstrip("/")
-    last = path.rsplit("/", 1)[-1].lower()
-    if last in ("api", "v1", "v2", "v3") or path.lower().endswith("/api/v2"):
+    parts = urllib.parse.urlsplit(site_root)
+    path = parts.path.rstrip("/")
+    segments = path.split("/")
+    last = segments[-1].lower()
+    versioned = last in ("v1", "v2", "v3") and segments[-2:-1] == ["api"]
+    if last == "api" or versioned:
+        cut = len(segments) - (2 if versioned else 1)
+        root = urllib.parse.urlunsplit(parts._replace(path="/".join(segments[:cut])))
         return (
             f"the base URL ends in /{last}: CloudOnex serves its API at <site root>/api/v2/, "
             f"so requests would go to {site_root}/api/v2/...; give the site root "
-            "(https://crm.example.com, without /api) or the full .../api/v2/ URL"
+            f"({root}) or the full .../api/v2/ URL"
         )
     if last.endswith(_PAGE_SUFFIXES):
+        root = urllib.parse.urlunsplit(parts._replace(path="/".join(segments[:-1])))
         return (
-            f"the base URL points at a web page ({last}); give the site root, the address "
-            "you open CloudOnex at without any page name (https://crm.example.com)"
+            f"the base URL points at a web page ({segments[-1]}); give the site root, the "
+            f"address you open CloudOnex at without any page name ({root})"
         )
     return None
 
@@ -600,15 +606,19 @@ def _failure(
             f"{raw.method} on this path" if "method" in lowered else (resource or "this endpoint")
         )
         wrong_base = _wrong_base(request)
-        reason = (
-            f"no API answers at this address: {wrong_base}"
-            if wrong_base
-            else f"this server does not offer {what} (profile {profile!r}); shipped "
-            "CloudOnex 4.x servers have customers, customer/<id>, invoice/<id> and users "
-            "only, and profile='auto' finds out which kind of server this is"
-        )
+        if wrong_base:  # not a missing endpoint: the wrong address
+            return RouteNotFoundError(
+                f"{raw.method} {raw.url} answered {message!r}: no CloudOnex API answers at "
+                f"this address: {wrong_base}",
+                status=raw.status,
+                method=raw.method,
+                url=raw.url,
+            )
         return UnsupportedError(
-            f"{raw.method} {raw.url} answered {message!r}: {reason}",
+            f"{raw.method} {raw.url} answered {message!r}: this server does not offer "
+            f"{what} (profile {profile!r}); shipped CloudOnex 4.x servers have customers, "
+            "customer/<id>, invoice/<id> and users only, and profile='auto' finds out "
+            "which kind of server this is (`cloudonex doctor` shows what this one has)",
             resource=resource,
             operation=raw.method,
             profile=profile,
@@ -668,7 +678,8 @@ def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
         # reached CloudOnex, which says nothing about any record.
         advice = _wrong_base(raw.request) or (
             "Check the base URL; hosts without URL rewriting serve the API only through "
-            "/?ng=api/v2/..., so pass route_style='ng' (or profile='auto')"
+            "/?ng=api/v2/..., so pass route_style='ng' (or profile='auto'); `cloudonex "
+            "doctor` tells which settings this server needs"
         )
         raise RouteNotFoundError(
             f"{raw.method} {raw.url} answered HTTP 404 with "
@@ -710,9 +721,13 @@ def _parse_non_json(raw: RawResponse, now: float) -> Envelope:
             url=raw.url,
         )
     quoted = excerpt(raw.body, _secret(raw))
+    advice = _wrong_base(raw.request) or "check the base URL and the server's error log"
+    moved = raw.headers.get("Location") if 300 <= raw.status < 400 else None
+    if moved:  # a login page, or a site that moved (a Location never holds the key)
+        advice = f"it redirects to {redact(moved, _secret(raw))}: {advice}"
     raise ResponseParseError(
         f"{raw.method} {raw.url} answered HTTP {raw.status} with a body that is not JSON "
-        f"(first characters: {quoted!r}); check the base URL and the server's error log",
+        f"(first characters: {quoted!r}); {advice}",
         status=raw.status,
         body_excerpt=excerpt(raw.body, _secret(raw)),
         method=raw.method,

@@ -241,7 +241,7 @@ async def test_a_journal_makes_a_rerun_skip_what_was_done(
     assert sandbox.count() == requests + 1  # only the failed one went again
     assert retried.outcomes[4].status == "failed"
     records[0]["account"] = "Changed"
-    with pytest.raises(ConfigurationError, match="input changed"):
+    with pytest.raises(ConfigurationError, match="has changed since an earlier run"):
         await client.customers.bulk_create(records, batch_size=None, journal=journal)
 
 

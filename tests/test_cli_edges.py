@@ -25,6 +25,7 @@ from cloudonex_async.cli import build_parser, main
 from cloudonex_async.cli._progress import ProgressBar
 from cloudonex_async.testing import SandboxServer
 
+from .conftest import SandboxFactory
 from .test_cli import environment
 
 
@@ -322,8 +323,32 @@ async def test_an_import_whose_file_changed_since_its_journal_names_the_line(
     again = await cli("import", "customers", "people.csv")
     assert again.code == 2
     assert again.err.startswith(
-        "cloudonex: error: people.csv, line 3 differs from the record the journal holds "
+        "cloudonex: error: people.csv, line 3 has changed since an earlier run sent it, so "
     )
+    assert "cloudonex sync customers people.csv --key FIELD" in again.err
+    assert "--no-journal" not in again.err  # that would create A and C a second time
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == ["A", "B", "C"]
+
+
+async def test_fixing_a_failed_line_in_the_file_itself_and_rerunning_creates_no_duplicate(
+    sandbox: SandboxServer, tmp_path: Path, cli: Cli
+) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "account,email\nAda,ada@example.com\n,nobody@example.com\nAl,al@example.com\n"
+    )
+    first = await cli("import", "customers", "people.csv", "--key", "email")
+    assert first.code == 1
+    assert "people.csv, line 3 (failed)" in first.err
+    # What most people do: fix the line where it is, and run the same command again.
+    people.write_text(
+        "account,email\nAda,ada@example.com\nNobody,nobody@example.com\nAl,al@example.com\n"
+    )
+    again = await cli("import", "customers", "people.csv", "--key", "email")
+    assert again.code == 0, again.err
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == [
+        "Ada", "Al", "Nobody",
+    ]  # fmt: skip
 
 
 # -- 5. an empty listing -----------------------------------------------------------------
@@ -375,3 +400,143 @@ async def test_a_csv_has_a_column_for_every_field_any_record_has(
         assert [r["phone"] for r in rows] == ["", "", "", "+49 30 1234", "", "", ""]
         assert [r["loyalty"] for r in rows] == ["", "", "", "", "gold", "", ""]
         assert rows[6]["region"] == "north"
+
+
+async def test_the_failures_file_keeps_the_empty_column_to_fill_in(
+    sandbox: SandboxServer, tmp_path: Path, cli: Cli
+) -> None:
+    (tmp_path / "some.csv").write_text(
+        "account,email,phone\nAda,ada@example.com,1\n,nobody@example.com,2\n"
+    )
+    ran = await cli("import", "customers", "some.csv", "--key", "email")
+    assert ran.code == 1
+    assert "1 failed record was written to some.failed.csv with its error" in ran.err
+    failed = (tmp_path / "some.failed.csv").read_text().splitlines()
+    assert failed[0] == "account,email,phone,_line,_error"
+    assert failed[1].startswith(",nobody@example.com,2,3,")
+    # Filled in there, it imports, and nothing is created twice.
+    (tmp_path / "some.failed.csv").write_text("\n".join([failed[0], "Nobody" + failed[1]]) + "\n")
+    again = await cli("import", "customers", "some.failed.csv", "--key", "email")
+    assert again.code == 0, again.err
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == ["Ada", "Nobody"]
+
+
+# -- advice in the command line's words ---------------------------------------------------
+
+
+def test_advice_names_flags_not_python_arguments() -> None:
+    from cloudonex_async.cli._flags import as_flags
+
+    assert as_flags("pass route_style='ng' (or profile='auto')") == (
+        "pass --route-style ng (or --profile auto)"
+    )
+    assert as_flags("set rate_limit= and rate_period= to it") == (
+        "set --rate-limit and --rate-period to it"
+    )
+    assert as_flags("set rate_limit=1000, or else") == "set --rate-limit 1000, or else"
+    untouched = "Client(timeout=...) or with_options(timeout=...); the key is 'k=v'"
+    assert as_flags(untouched) == untouched
+
+
+async def test_an_error_tells_a_command_line_user_which_flag_to_set(
+    make_sandbox: SandboxFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shipped = await make_sandbox(style="shipped")
+    for name in list(os.environ):
+        if name.startswith("CLOUDONEX_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    site = ["--base-url", shipped.base_url, "--api-key", shipped.api_key]
+
+    async def run(*argv: str) -> int:
+        try:
+            return await asyncio.to_thread(main, [*site, *argv])
+        except SystemExit as stop:
+            return int(stop.code or 0)
+
+    assert await run("list", "customers") == 2
+    err = capsys.readouterr().err
+    assert "--route-style ng" in err
+    assert "route_style=" not in err
+    # The budget flags exist and reach the Client: shipped code announces no budget.
+    assert await run("--profile", "shipped", "--rate-limit", "7", "ratelimit") == 0
+    assert "limit      7 requests per window" in capsys.readouterr().out
+    assert await run("--rate-limit", "lots", "ratelimit") == 2
+    assert "--rate-limit must be a number, not 'lots'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_a_verdict_survives_a_closed_pipe(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    stripped = await make_sandbox(strip_authorization=True)  # doctor must say 2 here
+    for lines in (0, 1):
+        code, _, err = await run_into_pipe(stripped, tmp_path, "doctor", lines=lines)
+        assert code == 2, err  # `set -o pipefail` still sees the problem
+        assert "Broken pipe" not in err
+
+
+@pytest.mark.slow
+async def test_the_failures_file_is_written_even_when_no_one_reads_the_report(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    (tmp_path / "s.csv").write_text("account,email\nAda,ada@example.com\n,nobody@example.com\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `2>&1 | true`: stdout and stderr go nowhere
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "cloudonex_async", "import", "customers", "s.csv"),
+        cwd=tmp_path,
+        env=environment(sandbox),
+        stdout=write_end,
+        stderr=write_end,
+    )
+    os.close(write_end)
+    await process.wait()
+    assert process.returncode == 1  # some records failed: a closed pipe does not hide it
+    assert (
+        (tmp_path / "s.failed.csv").read_text().splitlines()[1].startswith(",nobody@example.com,3,")
+    )
+
+
+async def test_doctor_reports_a_configuration_no_client_can_have_as_json(
+    cli: Cli,
+) -> None:
+    ran = await cli("--base-url", "ftp://crm.example.com", "doctor", "--format", "json")
+    assert ran.code == 2
+    report = json.loads(ran.out)
+    assert report["ok"] is False
+    assert report["requests"] == 0
+    [finding] = report["findings"]
+    assert finding["check"] == "config"
+    assert "base_url must be an http(s) URL" in finding["summary"]
+    ran = await cli("--base-url", "http://crm.example.com", "doctor")
+    assert ran.code == 2
+    assert "--insecure-http" in ran.out or "allow_insecure_http" in ran.out
+
+
+async def test_odd_files_bom_json_lines_and_rows_of_only_separators(
+    sandbox: SandboxServer, tmp_path: Path, cli: Cli
+) -> None:
+    (tmp_path / "bom.jsonl").write_text('\ufeff{"account": "Ada", "email": "ada@example.com"}\n')
+    (tmp_path / "tail.csv").write_text("account,email\nAl,al@example.com\n,\n,,\n")
+    assert (await cli("import", "customers", "bom.jsonl")).code == 0
+    ran = await cli("import", "customers", "tail.csv")
+    assert ran.code == 0, ran.err
+    assert ran.err.startswith("1 record: 1 succeeded")
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == ["Ada", "Al"]
+
+
+async def test_a_csv_listing_that_fails_midway_keeps_what_arrived(
+    tmp_path: Path, cli: Cli, sandbox: SandboxServer
+) -> None:
+    sandbox.seed("customers", [{"account": f"C {n}", "email": f"c{n}@x.test"} for n in range(5)])
+    sandbox.paging = "stuck"  # page 2 repeats page 1: the listing stops with an error there
+    ran = await cli("export", "customers", "-o", "out.csv", "--page-size", "2")
+    assert ran.code != 0
+    assert "repeat" in ran.err or "page" in ran.err
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert rows[0].startswith("id,account,email")
+    assert [row.split(",")[1] for row in rows[1:]] == ["C 0", "C 1"]  # the page that came

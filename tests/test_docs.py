@@ -21,17 +21,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import signal
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
-from cloudonex_async import Client
 from cloudonex_async.testing import SandboxServer
 
 from .conftest import SandboxFactory
@@ -65,23 +67,6 @@ def cloudonex_command() -> list[str]:
     """How to run the ``cloudonex`` command installed with this interpreter."""
     script = Path(sys.executable).with_name("cloudonex")
     return [str(script)] if script.exists() else [sys.executable, "-m", "cloudonex_async"]
-
-
-def has_doctor() -> bool:
-    """Whether this version has ``cloudonex doctor`` and ``Client.diagnose()``."""
-    from cloudonex_async.cli._app import build_parser
-
-    try:
-        build_parser().parse_args(["doctor"])
-    except SystemExit:
-        return False
-    return hasattr(Client, "diagnose")
-
-
-def skip_unless_available(block: Block) -> None:
-    """Skip a block about ``doctor`` until this version has it."""
-    if ("diagnose(" in block.code or "cloudonex doctor" in block.code) and not has_doctor():
-        pytest.skip("cloudonex doctor / Client.diagnose() are not in this version yet")
 
 
 def fill_placeholders(code: str, sandbox: SandboxServer, request: pytest.FixtureRequest) -> str:
@@ -129,7 +114,6 @@ def test_the_pages_speak_to_users() -> None:
 async def test_python_block_runs(
     block: Block, make_sandbox: SandboxFactory, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    skip_unless_available(block)
     sandbox = await make_sandbox()
     code = fill_placeholders(block.code, sandbox, request)
     script = tmp_path / (block.module if block.is_test_module else "example.py")  # type: ignore[operator]
@@ -206,7 +190,6 @@ async def started_and_stopped(line: ShellLine, cwd: Path, env: dict[str, str]) -
 @pytest.mark.parametrize("block", SHELL, ids=[block.name for block in SHELL])
 async def test_shell_block_runs(block: Block, make_sandbox: SandboxFactory, tmp_path: Path) -> None:
     lines = shell_lines(block)
-    skip_unless_available(block)
     sandbox = await make_sandbox()
     sandbox.seed(
         "customers", [{"account": f"C {n}", "email": f"c{n}@example.com"} for n in range(7)]
@@ -266,6 +249,32 @@ async def test_walkthrough_runs_verbatim(commands: Block, program: Block, tmp_pa
     exports = [line for line in lines if line.kind == "export"]
     assert len(lines) == 1 + len(exports), f"{commands.name}: only a sandbox and exports"
     host, port = sandbox_address(start)
+    async with port_lock(port):  # two test runs on one machine take turns with the port
+        await run_walkthrough(commands, program, start, exports, (host, port), tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def port_lock(port: int) -> AsyncIterator[None]:
+    """Hold an exclusive lock, shared by every process on this machine, named after ``port``."""
+    path = Path(tempfile.gettempdir()) / f"cloudonex-walkthrough-{port}.lock"
+    with open(path, "w") as handle:  # noqa: ASYNC230 - a lock file, opened once
+        await asyncio.wait_for(asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX), 300)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def run_walkthrough(
+    commands: Block,
+    program: Block,
+    start: ShellLine,
+    exports: list[ShellLine],
+    address: tuple[str, int],
+    tmp_path: Path,
+) -> None:
+    """Start the sandbox line, apply the exports, run the program, compare its output."""
+    host, port = address
     if await port_taken(host, port):
         pytest.fail(
             f"{commands.name} starts its sandbox on {host}:{port}, which something else "

@@ -19,11 +19,22 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from cloudonex_async import Client, Diagnosis, Finding, UnsupportedError
+from cloudonex_async import (
+    Client,
+    ConfigurationError,
+    Diagnosis,
+    Finding,
+    LocalLimiter,
+    RateLimitError,
+    RawResponse,
+    Request,
+    RequestTimeoutError,
+    ResponseParseError,
+)
 from cloudonex_async.errors import RouteNotFoundError
-from cloudonex_async.testing import FakeClock, SandboxServer
+from cloudonex_async.testing import FakeClock, Faults, MockTransport, SandboxServer, json_response
 
-from .conftest import SandboxFactory
+from .conftest import SandboxFactory, wait_until
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -47,7 +58,7 @@ VARIANTS = {
             "routes": ("ok", "URL rewriting works"),
             "profile": ("ok", "as the vendor documents it"),
             "rate_limit": ("ok", "of 1000 left"),
-            "paging": ("ok", "pages of up to 100"),
+            "paging": ("ok", "all 25 records came on one page"),
             "batch": ("ok", "exists"),
             "resources": ("ok", "customers, invoices, transactions"),
         },
@@ -62,16 +73,23 @@ VARIANTS = {
             "rate_limit": ("warning", "no X-RateLimit headers"),
             "paging": ("info", "no paging"),
             "batch": ("info", "no batch endpoint"),
-            "resources": ("warning", "transactions (answers the customer list)"),
+            "resources": ("info", "transactions (it answers the customer list)"),
         },
         ok=True,
     ),
     "shipped without rewriting, profile documented": Variant(
         sandbox={"style": "shipped"},
         expected={
-            "routes": ("problem", "set route_style='ng'"),
-            "profile": ("problem", "set profile='shipped'"),
+            # One fix for both: the shipped profile brings the ?ng= routes with it.
+            "routes": ("ok", "only /?ng=api/v2/... works"),
+            "profile": ("problem", "set profile='shipped' (or profile='auto')"),
         },
+        ok=False,
+    ),
+    "shipped without rewriting, path routes asked for": Variant(
+        sandbox={"style": "shipped"},
+        client={"profile": "auto", "route_style": "path"},
+        expected={"routes": ("problem", "set route_style='ng'")},
         ok=False,
     ),
     "shipped with rewriting": Variant(
@@ -80,7 +98,7 @@ VARIANTS = {
         expected={
             "routes": ("ok", "URL rewriting works"),
             "profile": ("ok", "shipped CloudOnex 4.x"),
-            "resources": ("warning", "not offered: invoices"),
+            "resources": ("info", "not offered: invoices"),
         },
         ok=True,
     ),
@@ -97,7 +115,7 @@ VARIANTS = {
     ),
     "no rate-limit headers": Variant(
         sandbox={"rate_limit_headers": False},
-        expected={"rate_limit": ("warning", "rate_limit=1000 per rate_period=3600 s")},
+        expected={"rate_limit": ("warning", "now 1000 requests per 3600 s: if your plan")},
         ok=True,
     ),
     "a host that strips Authorization": Variant(
@@ -120,7 +138,7 @@ VARIANTS = {
         sandbox={},
         suffix="/api",
         expected={
-            "base_url": ("problem", "the base URL ends in /api"),
+            "base_url": ("warning", "the base URL ends in /api"),
             "routes": ("problem", "no CloudOnex API answers"),
         },
         ok=False,
@@ -129,7 +147,68 @@ VARIANTS = {
         sandbox={"style": "shipped"},
         client={"profile": "auto"},
         suffix="/login.php",
-        expected={"base_url": ("problem", "points at a web page (login.php)")},
+        expected={
+            "base_url": ("warning", "points at a web page (login.php)"),
+            "routes": ("problem", "without any page name"),
+        },
+        ok=False,
+    ),
+    "a host that hands only /api/ to PHP": Variant(
+        sandbox={"ng_routes": False},
+        expected={
+            "auth": ("ok", "header and in the URL"),
+            "routes": ("ok", "only /api/v2/... reaches the API"),
+            "paging": ("ok", "all 25 records came on one page"),
+        },
+        ok=True,
+    ),
+    "a host that hands only /api/ to PHP, a wrong key": Variant(
+        sandbox={"ng_routes": False},
+        client={"api_key": "not-the-key"},
+        expected={"auth": ("problem", "refuses the key both ways")},
+        ok=False,
+    ),
+    "a host that hands only /api/ to PHP, and strips Authorization": Variant(
+        sandbox={"ng_routes": False, "strip_authorization": True},
+        # The fix for the key brings the ?ng= routes of auth='query': say both at once.
+        expected={
+            "auth": ("problem", "set auth='query'"),
+            "routes": ("problem", "set route_style='path'"),
+        },
+        ok=False,
+    ),
+    "a host that hands only /api/ to PHP, profile auto": Variant(
+        sandbox={"ng_routes": False},
+        client={"profile": "auto"},  # whose probe goes through ?ng= unless told otherwise
+        expected={"routes": ("problem", "set it")},
+        ok=False,
+    ),
+    "a sub-directory install": Variant(
+        sandbox={"path_prefix": "/crm/v2"},
+        expected={"base_url": ("ok", "/crm/v2"), "routes": ("ok", "URL rewriting works")},
+        ok=True,
+    ),
+    "a server that fails": Variant(
+        sandbox={"faults": Faults(error_rate=1.0, error_status=503)},
+        expected={"reachable": ("problem", "fails (HTTP 503")},
+        ok=False,
+    ),
+    "shipped, plural item paths": Variant(
+        sandbox={"style": "shipped"},
+        client={"profile": "auto", "item_paths": "plural"},
+        expected={"config": ("problem", "set item_paths='singular'")},
+        ok=False,
+    ),
+    "documented, singular item paths": Variant(
+        sandbox={},
+        client={"item_paths": "singular"},
+        expected={"config": ("problem", "set item_paths='plural'")},
+        ok=False,
+    ),
+    "a rate_period far shorter than the server's window": Variant(
+        sandbox={},
+        client={"rate_limit": 100, "rate_period": 60},
+        expected={"rate_limit": ("problem", "set rate_period=3600")},
         ok=False,
     ),
     "a wrong key": Variant(
@@ -191,7 +270,7 @@ async def test_an_unreachable_server_is_one_finding_not_an_exception() -> None:
     found = by_check(diagnosis)
     assert found["reachable"].status == "problem"
     assert "could not connect" in found["reachable"].summary
-    assert diagnosis.requests == 1
+    assert diagnosis.requests == 0  # refused: nothing left
     assert not diagnosis.ok
 
 
@@ -212,10 +291,10 @@ async def test_a_spent_budget_is_a_finding_and_stops_the_questions(
 ) -> None:
     sandbox = await make_sandbox(rate_limit=2, rate_period=3600)
     diagnosis = await diagnose(sandbox, Variant(sandbox={}, expected={}, ok=False))
-    spent = by_check(diagnosis)["rate_limit"]
+    spent = by_check(diagnosis)["budget"]
     assert spent.status == "problem"
     assert "run the diagnosis again in" in spent.advice
-    assert diagnosis.requests <= 3
+    assert diagnosis.requests == len(sandbox.requests) == 2  # the answers said: none left
 
 
 async def test_a_spent_local_budget_does_not_hang_the_diagnosis(
@@ -225,10 +304,10 @@ async def test_a_spent_local_budget_does_not_hang_the_diagnosis(
     async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key) as client:
         await client.request("GET", "customers")
         diagnosis = await client.diagnose()  # the budget is known to be spent for an hour
-    spent = by_check(diagnosis)["rate_limit"]
+    spent = by_check(diagnosis)["budget"]
     assert spent.status == "problem"
-    assert diagnosis.requests == 1
-    assert len(sandbox.requests) == 1
+    assert diagnosis.requests == 0  # held back here, never sent
+    assert len(sandbox.requests) == 1  # the test's own
 
 
 # -- the errors a user meets with a wrong base URL name it too ----------------------------
@@ -242,10 +321,11 @@ async def test_errors_name_a_base_url_ending_in_api(
     async with Client(
         base_url=f"{sandbox.base_url}/api", api_key=sandbox.api_key, profile=style
     ) as client:
-        with pytest.raises((RouteNotFoundError, UnsupportedError)) as raised:
+        with pytest.raises(RouteNotFoundError) as raised:
             await client.customers.get(1)
     message = str(raised.value).lower()
     assert "the base url ends in /api" in message
+    assert f"give the site root ({sandbox.base_url.lower()})" in message
     assert "does not offer" not in message
 
 
@@ -297,7 +377,8 @@ async def test_cloudonex_doctor_prints_a_table_and_exits_by_the_verdict(
     code, out, err = await run_doctor(stripped)
     assert code == 2
     assert "PROBLEM" in out
-    assert "set --auth query (CLOUDONEX_AUTH=query)" in out
+    assert "set --auth query" in out
+    assert "CLOUDONEX_* environment variables" in out
     assert "does not work as set" in out
     code, out, err = await run_doctor(stripped, CLOUDONEX_AUTH="query")
     assert code == 0, out
@@ -312,8 +393,9 @@ async def test_cloudonex_doctor_json(make_sandbox: SandboxFactory) -> None:
     assert report["ok"] is False
     assert report["requests"] <= 15
     checks = {f["check"]: f for f in report["findings"]}
-    assert checks["base_url"]["status"] == "problem"
-    assert set(checks["base_url"]) == {"check", "status", "summary", "advice"}
+    assert checks["base_url"]["status"] == "warning"
+    assert checks["routes"]["status"] == "problem"
+    assert set(checks["base_url"]) == {"check", "status", "summary", "advice", "fix"}
 
 
 def test_exit_status_follows_the_first_problem() -> None:
@@ -325,7 +407,9 @@ def test_exit_status_follows_the_first_problem() -> None:
     assert exit_status(diagnosis(Finding("auth", "ok", "fine"))) == 0
     assert exit_status(diagnosis(Finding("reachable", "problem", "x"))) == 7
     assert exit_status(diagnosis(Finding("auth", "problem", "refuses the key both ways"))) == 3
-    assert exit_status(diagnosis(Finding("rate_limit", "problem", "spent"))) == 6
+    stripped = Finding("auth", "problem", "stripped", fix={"auth": "query"})
+    assert exit_status(diagnosis(stripped)) == 2
+    assert exit_status(diagnosis(Finding("budget", "problem", "spent"))) == 6
     assert exit_status(diagnosis(Finding("routes", "problem", "x"))) == 2
 
 
@@ -367,7 +451,7 @@ async def test_tls_an_untrusted_certificate_is_named(
     assert tls.status == "problem"
     assert "certificate" in tls.advice
     assert not untrusted.ok
-    assert untrusted.requests == 1
+    assert untrusted.requests == 0  # the handshake failed: nothing was sent
 
     trusting = ssl.create_default_context(cafile=str(cert))
     trusted = await diagnose(
@@ -388,9 +472,11 @@ SERVERS = st.fixed_dictionaries(
     {
         "style": st.sampled_from(["documented", "shipped"]),
         "url_rewriting": st.booleans(),
+        "ng_routes": st.sampled_from([True, True, False]),
         "strip_authorization": st.booleans(),
         "rate_limit_headers": st.booleans(),
         "max_page_size": st.sampled_from([5, 1000]),
+        "path_prefix": st.sampled_from(["", "", "/crm"]),
     }
 )
 SETTINGS = st.fixed_dictionaries(
@@ -398,11 +484,14 @@ SETTINGS = st.fixed_dictionaries(
         "profile": st.sampled_from(["documented", "shipped", "auto"]),
         "auth": st.sampled_from(["bearer", "query"]),
         "route_style": st.sampled_from([None, "path", "ng"]),
+        "item_paths": st.sampled_from([None, None, "plural", "singular"]),
+        "body_encoding": st.sampled_from([None, None, "json", "form"]),
+        "rate_period": st.sampled_from([3600.0, 3600.0, 60.0]),
     }
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(server=SERVERS, options=SETTINGS, suffix=st.sampled_from(["", "", "/api"]))
 def test_works_as_set_means_a_client_so_set_lists_and_reads(
     server: dict[str, Any], options: dict[str, Any], suffix: str
@@ -412,15 +501,33 @@ def test_works_as_set_means_a_client_so_set_lists_and_reads(
             sandbox.seed(
                 "customers", [{"account": f"C {n}", "email": f"c{n}@x.test"} for n in range(7)]
             )
-            async with Client(
-                base_url=sandbox.base_url + suffix, api_key=sandbox.api_key, **options
-            ) as client:
+            site: dict[str, Any] = {
+                "base_url": sandbox.base_url + suffix,
+                "api_key": sandbox.api_key,
+            }
+
+            def own_budget() -> LocalLimiter:  # each Client its own: settings may change
+                return LocalLimiter(rate_period=options["rate_period"])
+
+            try:
+                client = Client(**site, **options, limiter=own_budget())
+            except ConfigurationError:  # refused before any request: nothing to diagnose
+                event("refused by Client()")
+                return
+            async with client:
                 diagnosis = await client.diagnose()
-                assert diagnosis.requests <= 15
-                assert {r.method for r in sandbox.requests} == {"GET"}
-                event(f"ok={diagnosis.ok}")
-                if not diagnosis.ok:
-                    return
+            assert diagnosis.requests <= 15
+            assert {r.method for r in sandbox.requests} == {"GET"}
+            event(f"ok={diagnosis.ok}")
+            fixes = {k: v for f in diagnosis.problems for k, v in f.fix.items()}
+            if not diagnosis.ok:
+                if not all(f.fix for f in diagnosis.problems):
+                    return  # a problem no option fixes (a wrong base URL)
+                options.update(fixes)  # the fixes it names, and nothing else, make it work
+                event("fixed: " + ", ".join(sorted(fixes)))
+            async with Client(**site, **options, limiter=own_budget()) as client:
+                if fixes:
+                    assert (await client.diagnose()).ok, fixes
                 # What the diagnosis vouched for: the listing and a read work as set.
                 listed = [c async for c in client.customers.list()]
                 assert sorted(str(c.account) for c in listed) == [f"C {n}" for n in range(7)]
@@ -456,3 +563,129 @@ async def test_the_table_shown_in_the_docs_is_what_doctor_prints(
         "tls         ok       https with a verified certificate",
     )
     assert "CHECK" + shown == out
+
+
+# -- a diagnosis among the client's other work ---------------------------------------------
+
+
+async def test_a_busy_client_is_not_called_unreachable(make_sandbox: SandboxFactory) -> None:
+    sandbox = await make_sandbox(faults=Faults(stall_seconds=30))
+    sandbox.inject("stall")  # the one call in flight holds the only slot
+    async with Client(
+        base_url=sandbox.base_url, api_key=sandbox.api_key, max_concurrency=1, max_wait=0.1
+    ) as client:
+        held = asyncio.create_task(client.request("GET", "customers"))
+        await wait_until(lambda: bool(sandbox.requests))  # it holds the slot
+        diagnosis = await client.diagnose()
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+    found = by_check(diagnosis)
+    assert "reachable" not in found
+    assert found["budget"].status == "problem"
+    assert "concurrency slot" in found["budget"].summary
+    assert diagnosis.requests == 0
+
+
+async def test_a_paced_client_stops_early_without_calling_the_budget_spent(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox = await make_sandbox()
+    async with Client(
+        base_url=sandbox.base_url,
+        api_key=sandbox.api_key,
+        pacing="smooth",
+        rate_limit=300,  # one request every 12 s: more than a diagnosis waits
+        limiter=LocalLimiter(rate_limit=300, pacing="smooth"),
+    ) as client:
+        diagnosis = await client.diagnose()
+    budget = by_check(diagnosis)["budget"]
+    assert budget.status == "warning"
+    assert "pacing='smooth'" in budget.summary
+    assert diagnosis.ok  # nothing it saw stands in the way
+    assert diagnosis.requests == len(sandbox.requests) == 1
+
+
+async def test_a_later_question_without_an_answer_is_named_not_fatal() -> None:
+    def answer(request: Request) -> RawResponse:
+        if request.path == "tickets":  # this listing never answers in time
+            raise RequestTimeoutError("GET tickets: timed out", request_sent=True)
+        if request.path == "batch/customers":
+            return json_response({"success": False, "message": "Unknown Method!"}, status=405)
+        return json_response({"success": True, "data": [], "meta": {"total_records": 0}})
+
+    async with Client(
+        base_url="https://crm.example.com",
+        api_key="k" * 20,
+        transport=MockTransport(answer),
+        limiter=LocalLimiter(),
+    ) as client:
+        diagnosis = await client.diagnose()
+    found = by_check(diagnosis)
+    assert found["reachable"].status == "ok"
+    assert "failing: tickets (timed out)" in found["resources"].summary
+    assert found["resources"].status == "warning"
+    assert diagnosis.ok
+
+
+async def test_a_view_diagnoses_with_its_own_timeout_at_interactive_priority() -> None:
+    seen: list[Request] = []
+
+    def answer(request: Request) -> RawResponse:
+        seen.append(request)
+        return json_response({"success": False, "message": "Service Unavailable"}, status=503)
+
+    async with Client(
+        base_url="https://crm.example.com",
+        api_key="k" * 20,
+        timeout=0.3,
+        transport=MockTransport(answer),
+        limiter=LocalLimiter(),
+    ) as client:
+        diagnosis = await client.with_options(timeout=5, priority="bulk").diagnose()
+    assert [r.timeout for r in seen] == [5]
+    assert by_check(diagnosis)["reachable"].summary.endswith(
+        "fails (HTTP 503: Service Unavailable)"
+    )
+
+
+async def test_a_429_during_the_diagnosis_pauses_the_clients_budget(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox = await make_sandbox(rate_limit=2, rate_limit_headers=False)  # says nothing before
+    async with Client(
+        base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=LocalLimiter()
+    ) as client:
+        diagnosis = await client.diagnose()
+        assert by_check(diagnosis)["budget"].status == "problem"
+        assert diagnosis.requests == len(sandbox.requests) == 3  # the third was the 429
+        with pytest.raises(RateLimitError):  # the limiter heard it: nothing more is sent
+            await client.request("GET", "customers", max_wait=0)
+    assert len(sandbox.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("base", "status", "headers", "said"),
+    [
+        ("https://crm.example.com/login.php", 200, {}, "points at a web page (login.php)"),
+        ("https://crm.example.com/api", 200, {}, "the base URL ends in /api"),
+        (
+            "https://old.example.com",
+            301,
+            {"Location": "https://crm.example.com/"},
+            "it redirects to https://crm.example.com/",
+        ),
+    ],
+)
+async def test_a_page_at_200_or_a_redirect_names_the_base_url(
+    base: str, status: int, headers: dict[str, str], said: str
+) -> None:
+    def page(request: Request) -> RawResponse:
+        return RawResponse(status, {"Content-Type": "text/html", **headers}, b"<html>Log in</html>")
+
+    async with Client(
+        base_url=base, api_key="k" * 20, transport=MockTransport(page), limiter=LocalLimiter()
+    ) as client:
+        with pytest.raises(ResponseParseError) as raised:
+            await client.customers.get(1)
+    assert said in str(raised.value)

@@ -20,6 +20,7 @@ from cloudonex_async import (
     Customer,
     Event,
     FileJournal,
+    InputChangedError,
     JournalEntry,
     ValidationError,
 )
@@ -390,3 +391,26 @@ async def test_a_record_with_keys_of_mixed_types_does_not_end_the_job(
     assert [o.status for o in result.outcomes] == ["created", "created"]
     rerun = await client.customers.bulk_create(records, journal=journal)  # type: ignore[arg-type]
     assert all(o.resumed for o in rerun.outcomes)  # the same digest both times
+
+
+@pytest.mark.parametrize("retry_failed", [True, False])
+async def test_a_failed_record_fixed_in_place_is_sent_on_rerun_and_a_created_one_never_twice(
+    sandbox: SandboxServer, make_client: ClientFactory, tmp_path: Path, retry_failed: bool
+) -> None:
+    client = make_client(sandbox)
+    journal = str(tmp_path / "job.journal")
+    records = [{"account": "Ada"}, {"email": "nameless@example.com"}, {"account": "Al"}]
+    first = await client.customers.bulk_create(records, journal=journal)
+    assert [o.status for o in first.outcomes] == ["created", "failed", "created"]
+    records[1] = {"account": "Named", "email": "nameless@example.com"}  # fixed where it stood
+    second = await client.customers.bulk_create(records, journal=journal, retry_failed=retry_failed)
+    assert [o.status for o in second.outcomes] == ["created", "created", "created"]
+    assert [o.resumed for o in second.outcomes] == [True, False, True]
+    records[0] = {"account": "Ada Lovelace"}  # a record already created, changed
+    with pytest.raises(InputChangedError) as raised:
+        await client.customers.bulk_create(records, journal=journal)
+    assert raised.value.index == 0
+    assert "sync()" in str(raised.value)
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == [
+        "Ada", "Al", "Named",
+    ]  # fmt: skip

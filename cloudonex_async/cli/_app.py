@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
 from .._client import Client
 from .._outcomes import BulkResult, Outcome, SyncOutcome, SyncPlan, SyncResult
@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..models import Model
 from ..resources import RECORD_RESOURCES, Resource
-from ._doctor import cmd_doctor
+from ._doctor import cannot_start, cmd_doctor
 from ._files import (
     Format,
     RecordWriter,
@@ -49,10 +49,28 @@ from ._files import (
     read_records,
     write_failures,
 )
+from ._flags import as_flags
 from ._progress import ProgressBar
 
 RESOURCES = tuple(resource.path for resource in RECORD_RESOURCES)
-SETTINGS = ("base_url", "api_key", "profile", "auth", "body_encoding", "route_style", "item_paths")
+SETTINGS = (
+    "base_url",
+    "api_key",
+    "profile",
+    "auth",
+    "body_encoding",
+    "route_style",
+    "item_paths",
+    "rate_limit",
+    "rate_period",
+    "max_response_bytes",
+)
+# The settings that are numbers (read from text in the environment and the config file).
+NUMBERS: Mapping[str, Callable[[str], float]] = {
+    "rate_limit": int,
+    "rate_period": float,
+    "max_response_bytes": int,
+}
 
 # Exit codes (also in ``cloudonex --help``).
 OK, PARTIAL, USAGE, AUTH, NOT_FOUND, UNSUPPORTED, RATE_LIMITED, UNREACHABLE, API = range(9)
@@ -104,13 +122,20 @@ def load_settings(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, name, None) or os.environ.get(f"CLOUDONEX_{name.upper()}")
         value = value or from_file.get(name)
         if value:
-            settings[name] = value
+            settings[name] = str(value)
     return settings
 
 
 def make_client(args: argparse.Namespace) -> Client:
     """A Client from the resolved settings."""
     settings: dict[str, Any] = load_settings(args)
+    for name, number in NUMBERS.items():
+        if name in settings:
+            try:
+                settings[name] = number(settings[name])
+            except ValueError:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} must be a number, not {settings[name]!r}") from None
     if "base_url" not in settings:
         raise UsageError(
             "no server: pass --base-url, set CLOUDONEX_BASE_URL, or put base_url in the config file"
@@ -188,9 +213,11 @@ async def cmd_list(client: Client, args: argparse.Namespace) -> int:
     resource = _resource(client, args.resource)
     writer = RecordWriter(sys.stdout, fmt, columns_of(resource.model) if fmt == "csv" else ())
     listing = resource.list(limit=args.limit, page_size=args.page_size, **_filters(args.filter))
-    async for record in listing:
-        writer.write(as_row(record))
-    writer.close()
+    try:
+        async for record in listing:
+            writer.write(as_row(record))
+    finally:  # what arrived is written, as JSON lines are, even if the listing fails
+        writer.close()
     _say_if_empty(writer, fmt, args.resource, args.filter)
     return OK
 
@@ -212,9 +239,11 @@ async def cmd_export(client: Client, args: argparse.Namespace) -> int:
                 open(args.output, "w", newline="", encoding="utf-8")  # noqa: ASYNC230
             )
         writer = RecordWriter(handle, fmt, columns)
-        async for record in listing:
-            writer.write(as_row(record))
-        writer.close()
+        try:
+            async for record in listing:
+                writer.write(as_row(record))
+        finally:  # what arrived is written, as JSON lines are, even if the listing fails
+            writer.close()
     where = "stdout" if to_stdout else args.output
     print(f"{writer.written} {args.resource} written to {where}", file=sys.stderr)
     return OK
@@ -332,17 +361,19 @@ def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namesp
     """Print the summary; write the failed records to a file. Returns the exit code.
 
     Records are named by the line of the file where they start (1-based; a CSV's
-    header is line 1), as the failures file's ``_line`` column does.
+    header is line 1), as the failures file's ``_line`` column does. The file is
+    written before anything is printed: a closed stderr must not cost it.
     """
-    print(result.summary(), file=sys.stderr)
     troubled = sorted([*result.failed, *result.unknown], key=lambda o: o.index)
     if not troubled:
+        print(result.summary(), file=sys.stderr)
         return OK
     named = {n for o in troubled if isinstance(o, SyncOutcome) for n in o.same_key}
     lines = line_numbers(args.file, {o.index for o in troubled} | named)
     errors = {o.index: _error_text(o, lines) for o in troubled}
     target = _failures_path(args)
     written = write_failures(args.file, target, errors)
+    print(result.summary(), file=sys.stderr)
     shown = troubled[:5]
     for outcome in shown:
         where = f"{args.file}, line {lines.get(outcome.index, '?')}"
@@ -350,8 +381,11 @@ def _report(result: BulkResult[Model] | SyncResult[Model], args: argparse.Namesp
     if len(troubled) > len(shown):
         print(f"  ... and {len(troubled) - len(shown)} more", file=sys.stderr)
     print(
-        f"{written} failed record{'s' if written != 1 else ''} written to {target} with "
-        f"their errors: fix them and run `{_again(args, target)}`",
+        f"{written} failed record{'s were' if written != 1 else ' was'} written to {target} "
+        f"with {'their errors' if written != 1 else 'its error'}: fix "
+        f"{'them' if written != 1 else 'it'} there and run `{_again(args, target)}`"
+        # A rerun of the fixed file skips what was done only with a journal (or a sync).
+        + ("" if getattr(args, "no_journal", False) else f", or fix {args.file} and rerun"),
         file=sys.stderr,
     )
     return PARTIAL
@@ -513,6 +547,24 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         type=float,
         default=default(None),
         help="seconds a call may wait for the budget before failing (exit 6)",
+    )
+    group.add_argument(
+        "--rate-limit",
+        metavar="N",
+        default=default(None),
+        help="requests per window until the server announces its own (1000)",
+    )
+    group.add_argument(
+        "--rate-period",
+        metavar="SECONDS",
+        default=default(None),
+        help="the window until the server announces its own (3600)",
+    )
+    group.add_argument(
+        "--max-response-bytes",
+        metavar="N",
+        default=default(None),
+        help="the largest answer read (16 MiB); raise it for huge listings",
     )
     group.add_argument(
         "--insecure-http",
@@ -697,7 +749,7 @@ def _exit_code(error: BaseException) -> int:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"cloudonex: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"cloudonex: error: {as_flags(' '.join(message.split()))}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -714,7 +766,13 @@ async def _run(args: argparse.Namespace) -> int:
 
         await run()
         return OK
-    async with make_client(args) as client:
+    try:
+        client = make_client(args)
+    except (ConfigurationError, UsageError) as error:
+        if args.command == "doctor":  # a finding like any other (JSON stays JSON)
+            return cannot_start(error, args)
+        raise
+    async with client:
         return await COMMANDS[args.command](client, args)
 
 
@@ -722,17 +780,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cloudonex`` command line; return its exit code.
 
     A reader that stops reading (``cloudonex list customers | head -1``) ends the
-    command quietly, with 0: it had what it wanted.
+    command quietly, with 0: it had what it wanted. A command that ran to its end keeps
+    its exit status, whether or not its last output could be written.
     """
+    stderr, sys.stderr = sys.stderr, cast(TextIO, _Unbroken(sys.stderr))
     try:
         code = _main(argv)
-    except BrokenPipeError:
+    except BrokenPipeError:  # stdout's: stderr's never raises (see _Unbroken)
         _drop_stdout()
         return OK
     except SystemExit:
         _flush_stdout()  # e.g. --help into a closed pipe: no complaint at exit
         raise
-    return code if _flush_stdout() else OK
+    finally:
+        sys.stderr = stderr
+    _flush_stdout()
+    return code
+
+
+class _Unbroken:
+    """A stream (stderr) whose writes are dropped once its reader has gone.
+
+    A report nobody reads must not stop the command: it goes on, writes its files and
+    keeps its exit status.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def _flush_stdout() -> bool:
@@ -793,7 +886,8 @@ def _with_line(error: BaseException, args: argparse.Namespace) -> str:
     except (OSError, ValueError):  # the file itself is the trouble
         return str(error)
     return (
-        f"{args.file}, line {line} differs from the record the journal holds for it: the "
-        "file changed since the last run; give a new --journal (or --no-journal) for new "
-        "input, or restore the file to resume"
+        f"{args.file}, line {line} has changed since an earlier run sent it, so importing it "
+        "again could create it twice: restore the line to resume, or change records that "
+        f"exist with `cloudonex sync {args.resource} {args.file} --key FIELD`; a file of "
+        "other records needs a new --journal"
     )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import textwrap
 from typing import TextIO
 
 from .._client import Client
-from .._doctor import Diagnosis, Finding
+from .._doctor import Diagnosis
+from .._findings import Finding
+from ._flags import as_flags
 
 # Exit statuses (as the other commands use them).
 _OK, _CONFIG, _AUTH, _RATE_LIMITED, _UNREACHABLE = 0, 2, 3, 6, 7
@@ -19,22 +20,40 @@ _OK, _CONFIG, _AUTH, _RATE_LIMITED, _UNREACHABLE = 0, 2, 3, 6, 7
 
 async def cmd_doctor(client: Client, args: argparse.Namespace) -> int:
     """Diagnose the configured server; exit 0 if the configuration works as set."""
-    diagnosis = await client.diagnose()
-    if args.format == "json":
-        print(json.dumps(diagnosis.to_dict(), indent=2))
-    else:
-        print_table(diagnosis, sys.stdout)
-    return exit_status(diagnosis)
+    return report(await client.diagnose(), args)
+
+
+def cannot_start(error: Exception, args: argparse.Namespace) -> int:
+    """Report a configuration no Client can be made of as the diagnosis it is."""
+    finding = Finding("config", "problem", as_flags(" ".join(str(error).split())))
+    return report(Diagnosis((finding,), 0), args)
+
+
+def report(diagnosis: Diagnosis, args: argparse.Namespace) -> int:
+    """Print the diagnosis as asked (a table or JSON); return the exit status."""
+    status = exit_status(diagnosis)
+    try:
+        if args.format == "json":
+            print(json.dumps(diagnosis.to_dict(), indent=2))
+        else:
+            print_table(diagnosis, sys.stdout)
+    except BrokenPipeError:  # its reader has gone: the verdict still decides the status
+        pass
+    return status
 
 
 def exit_status(diagnosis: Diagnosis) -> int:
-    """0 when the configuration works as set; else the status of the first problem."""
+    """0 when the configuration works as set; else the status of the first problem.
+
+    7: the server cannot be reached (or fails); 3: it refuses the key (no option fixes
+    that); 6: the key's budget is spent; 2: a setting to change.
+    """
     for finding in diagnosis.problems:
         if finding.check in ("reachable", "tls"):
             return _UNREACHABLE
-        if finding.check == "auth" and "both ways" in finding.summary:
+        if finding.check == "auth" and not finding.fix:
             return _AUTH
-        if finding.check == "rate_limit":
+        if finding.check == "budget":
             return _RATE_LIMITED
         return _CONFIG
     return _OK
@@ -54,23 +73,24 @@ def print_table(diagnosis: Diagnosis, out: TextIO) -> None:
     if problems:
         verdict = f"{problems} problem{'s' if problems > 1 else ''}: the configuration does "
         print(f"\n{verdict}not work as set (the fix is under each; {sent} sent)", file=out)
+        how = (
+            "Flags can also be set as CLOUDONEX_* environment variables (CLOUDONEX_AUTH=query) "
+            "or in the config file; in Python, as Client(...) arguments (auth='query')."
+        )
+        print("\n".join(textwrap.wrap(how, width, break_on_hyphens=False)), file=out)
     else:
         print(f"\nthe configuration works as set ({sent} sent)", file=out)
-
-
-_OPTION = re.compile(r"\b(profile|auth|route_style|body_encoding|item_paths)='(\w+)'")
-
-
-def as_flags(advice: str) -> str:
-    """The advice in the command line's words: ``--auth query`` for ``auth='query'``."""
-    return _OPTION.sub(lambda m: f"--{m.group(1).replace('_', '-')} {m.group(2)}", advice)
 
 
 def _lines(finding: Finding, check_width: int, indent: str, width: int) -> list[str]:
     status = finding.status.upper() if finding.status == "problem" else finding.status
     head = f"{finding.check:<{check_width}}  {status:<7}  "
     lines = textwrap.wrap(
-        finding.summary, width, initial_indent=head, subsequent_indent=indent
+        finding.summary,
+        width,
+        initial_indent=head,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
     ) or [head]
     if finding.advice:
         lines += textwrap.wrap(
@@ -78,5 +98,6 @@ def _lines(finding: Finding, check_width: int, indent: str, width: int) -> list[
             width,
             initial_indent=indent + "→ ",
             subsequent_indent=indent + "  ",
+            break_on_hyphens=False,
         )
     return lines

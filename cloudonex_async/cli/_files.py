@@ -46,7 +46,9 @@ def read_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
 
     ``line`` is the line of the file where the record starts, counted from 1 as an
     editor does: in a CSV file the header is line 1, so the first record is line 2
-    unless a quoted cell spans lines; blank lines are counted and skipped.
+    unless a quoted cell spans lines; blank lines, and rows of nothing but separators
+    (``,,``, as spreadsheets write at the end), are counted and skipped. A byte order
+    mark at the start is ignored, in CSV and JSON lines alike.
     """
     if format_of(path) == "csv":
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -54,7 +56,7 @@ def read_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
             header = next(reader, None) or []
             start = reader.line_num + 1  # line_num: the line where the last row read ended
             for row in reader:
-                if row:  # not a blank line
+                if any(cell.strip() for cell in row):  # not a blank line, nor ",,"
                     # As csv.DictReader: a short row's missing cells are None, extras dropped.
                     cells: dict[str, str | None] = dict.fromkeys(header)
                     cells.update(zip(header, row, strict=False))
@@ -62,7 +64,7 @@ def read_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
                     yield start, {k: v for k, v in kept.items() if v not in ("", MASK)}
                 start = reader.line_num + 1
         return
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -214,12 +216,20 @@ class RecordWriter:
         self._stream.write("  ".join(parts).rstrip() + "\n")
 
 
+def csv_header(path: str | Path) -> list[str]:
+    """The column names of a CSV file's header line."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
+
+
 def write_failures(source: str | Path, target: str | Path, errors: Mapping[int, str]) -> int:
     """Copy the failed records of ``source`` (by 0-based index) to ``target``, with errors.
 
-    The target has the source's format, a ``_line`` column (CSV) or key (JSON lines):
-    the line of ``source`` where the record starts, and an ``_error`` one. An import
-    ignores both: fix the records and import the file as it is.
+    The target has the source's format (a CSV keeps every column of the source's
+    header, empty cells included, so a missing value can be filled in), a ``_line``
+    column (CSV) or key (JSON lines): the line of ``source`` where the record starts,
+    and an ``_error`` one. An import ignores both: fix the records and import the file
+    as it is.
     """
     fmt = format_of(source)
     rows = [
@@ -229,7 +239,7 @@ def write_failures(source: str | Path, target: str | Path, errors: Mapping[int, 
     ]
     with open(target, "w", newline="", encoding="utf-8") as handle:
         if fmt == "csv":
-            columns: list[str] = []
+            columns = [name for name in csv_header(source) if name and not name.startswith("_")]
             for row in rows:
                 columns += [k for k in row if k not in columns and not k.startswith("_")]
             writer = RecordWriter(handle, "csv", [*columns, "_line", "_error"])

@@ -33,12 +33,12 @@ M = TypeVar("M", bound=Model)
 THIS_RECORD = "this record"
 
 
-def _key(index: int, record: object, key: KeyFunction | None) -> str | None:
+def _key(record: object, key: KeyFunction | None) -> str | None:
     """The caller's key of a record; ValidationError if the key function raises on it."""
     return None if key is None else str(key_of(key, record, THIS_RECORD))
 
 
-def _record_id(index: int, value: object) -> int:
+def _record_id(value: object) -> int:
     """A record id from an int or a string of digits; ValidationError otherwise."""
     text = str(value).strip() if isinstance(value, (int, str)) else ""
     if isinstance(value, bool) or not text.isdigit() or not text.isascii():
@@ -94,7 +94,7 @@ class CreateOperation(_Base[M]):
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
         """Turn a mapping or model into an Item (its values checked: they must read back)."""
         payload = self._resource._checked_payload(record, THIS_RECORD)
-        return Item(index, _key(index, record, key), digest(payload), payload, None, record)
+        return Item(index, _key(record, key), digest(payload), payload, None, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
         """Create one record (no read-back on shipped servers: it would double the cost)."""
@@ -195,9 +195,9 @@ class UpdateOperation(_Base[M]):
                 status=0,
                 errors={"record": "must be an (id, changes) pair or a model"},
             )
-        rid = _record_id(index, record_id)
+        rid = _record_id(record_id)
         payload = self._resource._checked_payload(changes, THIS_RECORD)
-        item_key = _key(index, record, key)
+        item_key = _key(record, key)
         return Item(index, item_key, digest([rid, payload]), payload, rid, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
@@ -221,8 +221,8 @@ class DeleteOperation(_Base[M]):
 
     def item(self, index: int, record: object, key: KeyFunction | None) -> Item:
         """Turn an id or a model into an Item."""
-        rid = _record_id(index, record.id if isinstance(record, Model) else record)
-        return Item(index, _key(index, record, key), digest(rid), {}, rid, record)
+        rid = _record_id(record.id if isinstance(record, Model) else record)
+        return Item(index, _key(record, key), digest(rid), {}, rid, record)
 
     async def one(self, item: Item, on_send: OnSend) -> Outcome[M]:
         """Delete one record."""

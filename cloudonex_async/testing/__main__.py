@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every sandbox option, for this command and ``cloudonex sandbox``."""
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="the port to listen on (8080)")
-    parser.add_argument("--api-key", default="sandbox-key", help="the one valid key")
+    parser.add_argument("--api-key", default="sandbox-key", help="the one valid key (sandbox-key)")
     parser.add_argument(
         "--style",
         choices=("documented", "shipped"),
@@ -71,6 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="documented style: whether answers carry X-RateLimit-* headers",
     )
     parser.add_argument(
+        "--path-prefix",
+        default="",
+        metavar="PATH",
+        help="serve the site in a sub-directory (/crm: the API at /crm/api/v2/)",
+    )
+    parser.add_argument(
+        "--ng-routes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whether /?ng=api/v2/... reaches the API (off: a host that hands only /api/ to PHP)",
+    )
+    parser.add_argument(
         "--strip-authorization",
         action="store_true",
         help="drop the Authorization header, as Apache with CGI/FastCGI does",
@@ -110,6 +122,8 @@ def serve(args: argparse.Namespace) -> None:
             batch_max=args.batch_max,
             rate_limit_headers=args.rate_limit_headers,
             strip_authorization=args.strip_authorization,
+            path_prefix=args.path_prefix,
+            ng_routes=args.ng_routes,
         )
         sandbox.seed(
             "customers",
@@ -131,6 +145,12 @@ def serve(args: argparse.Namespace) -> None:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    except OSError as error:  # the port is taken (or the address is not this machine's)
+        raise SystemExit(
+            f"cloudonex sandbox: cannot listen on {args.host}:{args.port}: "
+            f"{error.strerror or error}; is another program (an earlier sandbox?) using "
+            "it? Stop it, or pick another --port"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:

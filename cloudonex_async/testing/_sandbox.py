@@ -143,6 +143,10 @@ class SandboxServer:
         strip_authorization: drop the ``Authorization`` header before the API sees it,
             as Apache with CGI/FastCGI does by default (only ``?api_key=`` works then).
         ssl: serve https with this server-side context (``base_url`` says https).
+        path_prefix: the site root's path, for CloudOnex installed in a sub-directory
+            (``"/crm"``: the API at ``/crm/api/v2/`` and ``/crm/?ng=api/v2/``).
+        ng_routes: whether ``?ng=api/v2/...`` at the site root reaches the API (a host
+            that hands only ``/api/`` to PHP answers it with its own 404 page).
     """
 
     def __init__(
@@ -167,6 +171,8 @@ class SandboxServer:
         rate_limit_headers: bool = True,
         strip_authorization: bool = False,
         ssl: _ssl.SSLContext | None = None,
+        path_prefix: str = "",
+        ng_routes: bool = True,
     ) -> None:
         if style not in ("documented", "shipped"):
             raise ValueError(f"style is 'documented' or 'shipped', not {style!r}")
@@ -189,6 +195,8 @@ class SandboxServer:
         self.rate_limit_headers = rate_limit_headers
         self.strip_authorization = strip_authorization
         self.ssl = ssl
+        self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
+        self.ng_routes = ng_routes
         self.tables = Tables(self.clock)
         self.store = self.tables.store
         self.routes: _Routes = (
@@ -208,7 +216,7 @@ class SandboxServer:
     def base_url(self) -> str:
         """The site root to give ``Client(base_url=...)``."""
         scheme = "http" if self.ssl is None else "https"
-        return f"{scheme}://{self.host}:{self.port}"
+        return f"{scheme}://{self.host}:{self.port}{self.path_prefix}"
 
     async def start(self) -> None:
         """Start listening."""
@@ -294,20 +302,21 @@ class SandboxServer:
         method = request.method
         if self.style == "shipped" and "_METHOD" in query:
             method = query.pop("_METHOD").upper()  # the vendor's verb override
-        if route is None:
-            path = request.path[1:]
-        else:
-            path = route
+        local = self._local_path(request.path)  # None: outside the site
+        path = route if route is not None else (local or "/")[1:]
         if self.style == "documented":
             path = path.strip("/")
         log = LoggedRequest(method, "/" + path, query, self.clock.time())
         self.requests.append(log)
         try:
-            if (route is None and not self.url_rewriting) or (
-                route is not None and request.path not in ("/", "/index.php")
+            if (
+                local is None
+                or (route is None and not self.url_rewriting)
+                or (route is not None and (not self.ng_routes or local not in ("/", "/index.php")))
             ):
                 # No URL rewriting: /api/v2/... is a file the web server does not have;
-                # and ?ng= reaches the API only through the site root's index.php.
+                # ?ng= reaches the API only through the site root's index.php (and only
+                # if the host hands the root to PHP).
                 answer = Answer(404, raw=_APACHE_404.encode(), content_type="text/html")
             else:
                 answer = await self._answer(request, method, key, path.split("/"), query, log)
@@ -318,6 +327,15 @@ class SandboxServer:
             raise asyncio.CancelledError() from None
         log.status = answer.status
         return answer.response(http_date(int(self.clock.time())))
+
+    def _local_path(self, path: str) -> str | None:
+        """The request's path below the site root ("/" for the root); None if outside it."""
+        prefix = self.path_prefix
+        if not prefix:
+            return path
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :] or "/"
+        return None
 
     async def _answer(
         self,
