@@ -342,6 +342,9 @@ class BulkJob(Generic[M]):
             await self._resolve(self._recheck)
 
     async def _feed(self, previous: dict[int, JournalEntry]) -> None:
+        # What an earlier run sent (or may have): a record with that content is never
+        # sent again from another place in the input.
+        taken = {entry.digest for entry in previous.values() if entry.state != "failed"}
         chunk: list[Item] = []
         index = 0
         async for record in each(self.records):
@@ -361,7 +364,9 @@ class BulkJob(Generic[M]):
                 await self._emit(Outcome(number, "failed", error=refused))
                 continue
             entry = previous.get(item.index)
-            if entry is not None and await self._settled(item, entry):
+            if entry is None and item.digest in taken:
+                raise self._changed(item, "it was sent from another place by an earlier run")
+            if entry is not None and await self._settled(item, entry, taken):
                 continue
             chunk.append(item)
             if len(chunk) >= self._unit_size():
@@ -376,18 +381,18 @@ class BulkJob(Generic[M]):
             return 1
         return self.batch_size
 
-    async def _settled(self, item: Item, entry: JournalEntry) -> bool:
-        """Apply an earlier run's journal entry; return whether the record needs no send."""
+    async def _settled(self, item: Item, entry: JournalEntry, taken: set[str]) -> bool:
+        """Apply an earlier run's journal entry; return whether the record needs no send.
+
+        A record that failed (never created) and has been fixed in place is sent as it
+        is now, unless its content is one an earlier run sent from elsewhere (a line
+        removed above it shifts the rest).
+        """
         if entry.digest != item.digest:
-            if entry.state == "failed":  # never created, and fixed since: send it as it is now
+            if entry.state == "failed" and item.digest not in taken:
                 return False
-            raise InputChangedError(
-                f"the input record at index {item.index} has changed since an earlier run "
-                f"with this journal left it {entry.state}: sending it again could store it "
-                "twice. To change records that exist, use sync(); for different input, use "
-                "a new journal",
-                index=item.index,
-            )
+            raise self._changed(item, f"an earlier run with this journal left it {entry.state}")
+
         if entry.state in DONE:
             model = self.operation.resumed(item, entry.record_id)
             state: Status = entry.state  # type: ignore[assignment]
@@ -408,6 +413,15 @@ class BulkJob(Generic[M]):
             self._recheck.append(item)  # may exist: look it up at the end, never resend blind
             return True
         return False
+
+    @staticmethod
+    def _changed(item: Item, why: str) -> InputChangedError:
+        return InputChangedError(
+            f"the input record at index {item.index} has changed since {why}: sending it "
+            "could store it twice. To change records that exist, use sync(); for "
+            "different input, use a new journal",
+            index=item.index,
+        )
 
     async def _work(self) -> None:
         while (unit := await self._units.get()) is not None:

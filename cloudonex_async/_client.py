@@ -596,7 +596,9 @@ class Client:
             answers.append(raw)
             if raw.status == 429:
                 return parse_response(raw, now)
-            return Envelope(None, budget=RateLimitInfo.from_headers(raw.headers, now))
+            return Envelope(
+                None, budget=RateLimitInfo.from_headers(raw.headers, now, request.horizon)
+            )
 
         request.timeout = self._config.timeout
         try:

@@ -21,7 +21,14 @@ from . import _findings as judge
 from ._config import ClientConfig
 from ._findings import PAGE_PROBE, Answer, Finding, read_answer
 from ._profile import AuthMode, RouteStyle
-from ._protocol import PROBE_PATH, RateLimitInfo, RawResponse, Request, build_request
+from ._protocol import (
+    PROBE_PATH,
+    RateLimitInfo,
+    RawResponse,
+    Request,
+    build_request,
+    parse_retry_after,
+)
 from .errors import BudgetStoreError, PoolTimeoutError, RateLimitError, TransportError
 
 Exchange = Callable[[Request], Awaitable[RawResponse]]
@@ -93,8 +100,11 @@ class _Doctor:
         self.requests = 0
 
     def add(self, *findings: Finding) -> None:
+        """Keep one finding per check: the first, unless a later one is a problem."""
         for finding in findings:
-            self.findings.setdefault(finding.check, finding)
+            known = self.findings.get(finding.check)
+            if known is None or (finding.status == "problem" and known.status != "problem"):
+                self.findings[finding.check] = finding
 
     async def ask(
         self,
@@ -138,6 +148,20 @@ class _Doctor:
             raise _Stop(_refused(raw, self.now()))
         return read_answer(raw)
 
+    async def ask_sound(
+        self,
+        path: str,
+        *,
+        auth: AuthMode,
+        route: RouteStyle,
+        params: Mapping[str, object] | None = None,
+    ) -> Answer:
+        """As :meth:`ask`, for the questions every judgement rests on: a failed answer stops."""
+        answer = await self.ask(path, auth=auth, route=route, params=params)
+        if answer.broken:
+            raise _Stop(judge.failing(self.config.site_root, answer, self.config.api_key))
+        return answer
+
     async def ask_or_why(self, path: str, *, auth: AuthMode, route: RouteStyle) -> Answer | str:
         """As :meth:`ask` with ``limit=1``, but a question without an answer says why."""
         try:
@@ -165,16 +189,17 @@ async def diagnose(config: ClientConfig, exchange: Exchange, now: Callable[[], f
         doctor.add(stop.finding)
     except PoolTimeoutError as error:  # a TransportError: caught before them
         doctor.add(_busy(error, doctor.requests))
-    except TransportError as error:  # only the first question's: later ones say why
-        doctor.add(judge.unreachable(config.site_root, error))
+    except TransportError as error:  # of a question every judgement rests on
+        answered = "reachable" in doctor.findings
+        doctor.add(judge.unreachable(config.site_root, error, answered=answered))
     except RateLimitError as error:
         doctor.add(_held_back(error, doctor.requests))
     except BudgetStoreError as error:
         doctor.add(
             Finding(
-                "budget",
+                "store",
                 "problem",
-                f"the budget store failed: {error}",
+                str(error),
                 "check the store (Redis) the client's limiter uses, then run it again",
             )
         )
@@ -187,31 +212,33 @@ async def _examine(doctor: _Doctor) -> None:
     page = {"page": 1, "limit": PAGE_PROBE}
     bearer = await doctor.ask("customers", auth="bearer", route="ng", params=page)
     first = judge.reached(config, bearer.raw, doctor.now())  # reachable, tls, clock
-    if bearer.kind == "failing":  # it answers, but fails: nothing else can be judged
-        doctor.add(judge.failing(config.site_root, bearer), *first[1:])
-        return
     doctor.add(*first)
-    query = await doctor.ask("customers", auth="query", route="ng", params=page)
+    if bearer.broken:  # it answers, but fails: nothing else can be judged
+        raise _Stop(judge.failing(config.site_root, bearer, config.api_key))
+    query = await doctor.ask_sound("customers", auth="query", route="ng", params=page)
     ng_works = bearer.reached_api or query.reached_api
     if not ng_works:  # ?ng= is no API here: ask the same through /api/v2/ instead
-        bearer = await doctor.ask("customers", auth="bearer", route="path", params=page)
-        query = await doctor.ask("customers", auth="query", route="path", params=page)
+        bearer = await doctor.ask_sound("customers", auth="bearer", route="path", params=page)
+        query = await doctor.ask_sound("customers", auth="query", route="path", params=page)
         if not (bearer.reached_api or query.reached_api):
-            raise _Stop(judge.no_api(config.site_root, bearer))
+            raise _Stop(judge.no_api(config.site_root, bearer, config.api_key))
     found_auth, auth = judge.auth(config, bearer, query)
     doctor.add(found_auth)
     if auth is None:
         return
-    listing = bearer if auth == "bearer" else query
+    # The listing to judge by: an API answer, whichever way of sending the key gave it.
+    listing = next((a for a in (bearer, query) if a.kind == "api"), bearer)
     path_works = not ng_works
     if ng_works:  # does /api/v2/ reach it too? (a path no server has: a small answer)
-        probe = await doctor.ask(PROBE_PATH, auth=auth, route="path")
-        path_works = probe.kind not in ("page", "failing")
+        probe = await doctor.ask_sound(PROBE_PATH, auth=auth, route="path")
+        path_works = probe.kind != "page"
     found_profile, profile = judge.profile(config, listing)
     found_routes, route = judge.routes(
         config, ng_works=ng_works, path_works=path_works, found=profile, auth=auth
     )
     doctor.add(found_profile[0], found_routes, *found_profile[1:])
+    if doctor.findings["base_url"].status == "warning":  # an odd root, but the API is there
+        doctor.findings["base_url"] = judge.odd_but_answering(config.site_root)
     doctor.add(judge.rate_limit(config, listing, doctor.now()))
     doctor.add(judge.paging(listing, profile))
     if profile == "shipped":
@@ -224,7 +251,9 @@ async def _examine(doctor: _Doctor) -> None:
 
 def _refused(raw: RawResponse, now: float) -> Finding:
     info = RateLimitInfo.from_headers(raw.headers, now, math.inf)
-    when = info.reset_at - now if info is not None and info.reset_at is not None else None
+    when = parse_retry_after(raw.headers, now, math.inf)
+    if when is None and info is not None and info.reset_at is not None:
+        when = info.reset_at - now
     return Finding(
         "budget",
         "problem",
@@ -234,21 +263,26 @@ def _refused(raw: RawResponse, now: float) -> Finding:
     )
 
 
+# A diagnosis that had to stop is never "works as set": what it did not see, it cannot
+# vouch for. Each of these is a problem, and says how to get the rest.
+
+
 def _held_back(error: RateLimitError, sent: int) -> Finding:
     """The client's own budget held a question back (spent, or paced)."""
-    if error.remaining and sent:  # budget is left: pacing spaces the requests out
+    stopped = f"stopped after {_requests(sent)}"
+    if error.remaining:  # budget is left: pacing spaces the requests out
         return Finding(
             "budget",
-            "warning",
-            f"stopped after {sent} requests: this client spaces its requests "
-            f"(pacing='smooth'), the next in {math.ceil(error.retry_after or 0)} s",
-            "the checks after that point were not made; a Client with pacing='burst' (as "
-            "the command line's) makes them all at once",
+            "problem",
+            f"{stopped}: this client spaces its requests (pacing='smooth'), the next in "
+            f"{math.ceil(error.retry_after or 0)} s",
+            "the other checks were not made: diagnose with a Client of pacing='burst' (the "
+            "command line's), with a limiter of its own if the key's is shared",
         )
     return Finding(
         "budget",
         "problem",
-        f"the key's budget is spent: {error}",
+        f"{stopped}: the key's budget is spent ({error})",
         f"nothing more can be checked now: run the diagnosis again {_again(error.retry_after)}",
     )
 
@@ -256,11 +290,15 @@ def _held_back(error: RateLimitError, sent: int) -> Finding:
 def _busy(error: PoolTimeoutError, sent: int) -> Finding:
     return Finding(
         "budget",
-        "warning" if sent else "problem",
-        f"stopped after {sent} requests: every concurrency slot of this client stayed busy",
-        "the checks after that point were not made: run the diagnosis when the client is "
-        "less busy (or raise max_concurrency=)",
+        "problem",
+        f"stopped after {_requests(sent)}: every concurrency slot of this client stayed busy",
+        "the other checks were not made: run the diagnosis when the client is less busy "
+        "(or raise max_concurrency=)",
     )
+
+
+def _requests(count: int) -> str:
+    return f"{count} request" if count == 1 else f"{count} requests"
 
 
 def _again(seconds: float | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Final, Literal
 
 import attrs
@@ -23,6 +24,10 @@ from ._protocol import (
     base_url_problem,
     clock_skew,
     decode_answer,
+    excerpt,
+    http_date,
+    is_loopback,
+    redact,
 )
 from .errors import RequestTimeoutError, ResponseTooLargeError, TransportError
 
@@ -41,11 +46,17 @@ Check = Literal[
     "batch",
     "resources",
     "budget",
+    "store",
 ]
 Fix = Mapping[str, "str | float"]
 
 #: Records asked for in the paging check (the listings' default page size).
 PAGE_PROBE: Final = 100
+
+
+def _frozen(fix: Fix) -> Fix:
+    """A read-only copy (a Finding is a value: its fix cannot change under it)."""
+    return MappingProxyType(dict(fix))
 
 
 @attrs.frozen
@@ -55,7 +66,8 @@ class Finding:
     Attributes:
         check: what was looked at: ``base_url``, ``reachable``, ``tls``, ``clock``,
             ``auth``, ``routes``, ``profile``, ``config``, ``rate_limit``, ``paging``,
-            ``batch``, ``resources``, or ``budget`` (the diagnosis had to stop early).
+            ``batch``, ``resources``; ``budget`` (the diagnosis had to stop early) or
+            ``store`` (the client's budget store, such as Redis, failed).
         status: ``"ok"``; ``"info"`` (worth knowing); ``"warning"`` (works, with a cost
             or a risk); ``"problem"`` (the configuration does not work as set).
         summary: what the server does.
@@ -69,7 +81,7 @@ class Finding:
     status: Status
     summary: str
     advice: str = ""
-    fix: Fix = attrs.field(factory=dict, hash=False)
+    fix: Fix = attrs.field(factory=dict, hash=False, converter=_frozen)
 
 
 @attrs.define
@@ -78,11 +90,12 @@ class Answer:
 
     ``kind``: ``api`` (the API's own answer), ``unauthorized`` (401/403), ``unsupported``
     (the API has no such endpoint), ``page`` (not the API: a web page, an empty 404),
-    ``failing`` (the server failed: 5xx) or ``error`` (an API failure of another kind).
+    ``failing`` (the server failed: a 5xx), ``unreadable`` (an empty or cut body where
+    an answer should be) or ``error`` (an API failure of another kind).
     """
 
     raw: RawResponse
-    kind: Literal["api", "unauthorized", "unsupported", "page", "failing", "error"]
+    kind: Literal["api", "unauthorized", "unsupported", "page", "failing", "unreadable", "error"]
     decoded: object = None
 
     @property
@@ -107,6 +120,11 @@ class Answer:
         return None
 
     @property
+    def broken(self) -> bool:
+        """Whether the server failed to answer this question (a 5xx, an unreadable body)."""
+        return self.kind in ("failing", "unreadable")
+
+    @property
     def reached_api(self) -> bool:
         """Whether CloudOnex's API answered a customer listing as one.
 
@@ -122,7 +140,8 @@ def read_answer(raw: RawResponse) -> Answer:
     if raw.status >= 500:
         return Answer(raw, "failing", decoded if found else None)
     if not found:
-        return Answer(raw, "page")
+        looks_like_a_page = raw.status == 404 or raw.body.lstrip()[:1] == b"<"
+        return Answer(raw, "page" if looks_like_a_page else "unreadable")
     message = decoded.get("message") if isinstance(decoded, Mapping) else None
     text = " ".join(map(str, message)) if isinstance(message, list) else str(message or "")
     if raw.status in (401, 403):
@@ -149,8 +168,8 @@ def base_url(site_root: str) -> Finding:
     return Finding("base_url", "warning", f"base URL {site_root}", doubt)
 
 
-def unreachable(site_root: str, error: TransportError) -> Finding:
-    """No answer to the first question."""
+def unreachable(site_root: str, error: TransportError, *, answered: bool) -> Finding:
+    """No answer to a question (``answered``: an earlier one had one)."""
     reason = error.reason
     # aiohttp's certificate and TLS errors (ClientConnectorCertificateError, "[SSL: ...]");
     # its plain connect errors say "ssl:default", in lower case.
@@ -165,13 +184,15 @@ def unreachable(site_root: str, error: TransportError) -> Finding:
         )
     if isinstance(error, ResponseTooLargeError):
         return Finding(
-            "reachable",
+            "config",
             "problem",
-            f"{site_root} answers, but the customer listing is larger than "
-            "max_response_bytes allows",
+            f"{site_root} answers, but a customer listing is larger than max_response_bytes allows",
             "raise max_response_bytes= (a server without paging sends every record at once)",
         )
-    what = "did not answer in time" if isinstance(error, RequestTimeoutError) else "unreachable"
+    if isinstance(error, RequestTimeoutError):
+        what = "stopped answering in time" if answered else "did not answer in time"
+    else:
+        what = "stopped answering" if answered else "unreachable"
     return Finding(
         "reachable",
         "problem",
@@ -210,8 +231,10 @@ def reached(config: ClientConfig, raw: RawResponse, now: float) -> list[Finding]
 
 
 def _clock(date: str | None, now: float) -> Finding:
-    if not date:
-        return Finding("clock", "info", "the server sends no Date header; its clock is unknown")
+    if not date or http_date(date) is None:
+        return Finding(
+            "clock", "info", "the server sends no readable Date header: its clock is unknown"
+        )
     skew = clock_skew(date, now, math.inf)
     if abs(skew) < MIN_CORRECTED_SKEW:
         return Finding("clock", "ok", "the server's clock agrees with ours")
@@ -226,19 +249,22 @@ def _clock(date: str | None, now: float) -> Finding:
 
 
 def _is_local(site_root: str) -> bool:
-    host = urllib.parse.urlsplit(site_root).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    return is_loopback(urllib.parse.urlsplit(site_root).hostname or "")
 
 
-def failing(site_root: str, answer: Answer) -> Finding:
-    """The server fails (5xx) on a plain listing: nothing can be judged now."""
-    said = ""
-    if isinstance(answer.decoded, Mapping):
-        said = f": {str(answer.decoded.get('message') or '')[:120]}".rstrip(": ")
+def failing(site_root: str, answer: Answer, api_key: str) -> Finding:
+    """The server failed a question (a 5xx, an unreadable body): nothing more is judged."""
+    if answer.kind == "unreadable":
+        said = "an empty body" if not answer.raw.body.strip() else "a body cut short"
+        how = f"answers HTTP {answer.raw.status} with {said}"
+    else:
+        message = answer.decoded.get("message") if isinstance(answer.decoded, Mapping) else None
+        said = f": {redact(str(message)[:120], api_key)}" if message else ""
+        how = f"fails (HTTP {answer.raw.status}{said})"
     return Finding(
         "reachable",
         "problem",
-        f"{site_root} answers, but fails (HTTP {answer.raw.status}{said})",
+        f"{site_root} answers, but {how}",
         "the server is down or broken, not the configuration: try again later, or see "
         "the server's error log",
     )
@@ -272,10 +298,16 @@ def auth(config: ClientConfig, bearer: Answer, query: Answer) -> tuple[Finding, 
     return Finding("auth", "problem", summary, f"set auth={mode!r}", {"auth": mode}), mode
 
 
-def no_api(site_root: str, answer: Answer) -> Finding:
+def odd_but_answering(site_root: str) -> Finding:
+    """A base URL that looks wrong, at which the API answers all the same."""
+    return Finding("base_url", "ok", f"base URL {site_root} (unusual, but the API answers there)")
+
+
+def no_api(site_root: str, answer: Answer, api_key: str) -> Finding:
     """Neither URL form reached an API: the base URL is wrong."""
     what = "a page" if answer.raw.body.strip() else "an answer"
     moved = answer.raw.headers.get("Location") if 300 <= answer.raw.status < 400 else None
+    moved = excerpt(moved.encode(), api_key) if moved else None
     advice = base_url_problem(site_root) or (
         "check the base URL: give the site root, the address CloudOnex opens at"
     )
@@ -341,20 +373,31 @@ def routes(
 def profile(config: ClientConfig, listing: Answer) -> tuple[list[Finding], ProfileName]:
     """The profile and its evidence, and the settings that cannot work with it."""
     found: ProfileName = listing.shape or "documented"
+    announced = listing.raw.headers.get("X-RateLimit-Remaining") is not None
+    budget = "with X-RateLimit headers" if announced else "no X-RateLimit headers"
     if found == "shipped":
         evidence = (
-            "bare JSON arrays and {error: ...} answers, no rate-limit headers: shipped "
-            "CloudOnex 4.x code"
+            f"bare JSON arrays and {{error: ...}} answers, {budget}: shipped CloudOnex 4.x code"
         )
         meaning = (
             "form bodies, singular item paths, no paging, no batch; text fields pass "
             "through its HTML sanitizer (the library undoes the escaping)"
         )
     else:
-        evidence = "{success, data, message} envelopes: the API as the vendor documents it"
+        evidence = f"{{success, data, message}} envelopes, {budget}: the documented API"
         meaning = ""
-    if config.profile == "auto":
-        chosen = f"profile='auto' will choose {found!r}"
+    # What profile='auto' decides from its first answer (as the client's probe reads it).
+    auto: ProfileName = "documented" if announced else found
+    if config.profile == "auto" and auto != found:
+        first = Finding(
+            "profile",
+            "problem",
+            f"{evidence}; the budget headers would make profile='auto' choose 'documented'",
+            f"set profile={found!r}",
+            {"profile": found},
+        )
+    elif config.profile == "auto":
+        chosen = f"with profile='auto' the client will choose {found!r}"
         first = Finding("profile", "ok", evidence, f"{chosen}: {meaning}" if meaning else chosen)
     elif config.profile == found:
         first = Finding("profile", "ok", evidence, meaning)
@@ -363,7 +406,8 @@ def profile(config: ClientConfig, listing: Answer) -> tuple[list[Finding], Profi
             "profile",
             "problem",
             f"{evidence}, but the client is set to profile={config.profile!r}",
-            f"set profile={found!r} (or profile='auto')",
+            f"set profile={found!r}"
+            + ("" if announced and found == "shipped" else " (or profile='auto')"),
             {"profile": found},
         )
     return [first, *_settings_for(config, found)], found
@@ -473,11 +517,8 @@ def paging(listing: Answer, found: ProfileName) -> Finding:
     if served == PAGE_PROBE:
         return Finding("paging", "ok", f"pages of {PAGE_PROBE} records are served as asked")
     if total is not None:  # everything fit on the one page asked for
-        return Finding(
-            "paging",
-            "ok",
-            f"all {_records(total)} came on one page (up to {PAGE_PROBE} asked for)",
-        )
+        every = "the one record" if total == 1 else f"all {total} records"
+        return Finding("paging", "ok", f"{every} came on one page (up to {PAGE_PROBE} asked for)")
     return Finding(
         "paging",
         "info",

@@ -182,7 +182,7 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         raise ConfigurationError(
             f"base_url must be an http(s) URL such as https://crm.example.com, got {base_url!r}"
         )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         raise ConfigurationError(
             "refusing to send the API key over plain http to "
             f"{parts.hostname}; use https, or pass allow_insecure_http=True if you must"
@@ -229,7 +229,8 @@ def _wrong_base(request: Request | None) -> str | None:
     return base_url_problem(url[:at] if at >= 0 else url.rstrip("/"))
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (plain http is allowed there)."""
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
@@ -605,8 +606,10 @@ def _failure(
         what = (
             f"{raw.method} on this path" if "method" in lowered else (resource or "this endpoint")
         )
-        wrong_base = _wrong_base(request)
-        if wrong_base:  # not a missing endpoint: the wrong address
+        # Through /api/v2/ at a wrong root, the API (reached by a rewrite) knows no such
+        # path; through ?ng= a JSON answer means the API is right there.
+        wrong_base = _wrong_base(request) if request and "/" + API_PREFIX in request.url else None
+        if wrong_base and resource == "customers":  # every build has them: the wrong address
             return RouteNotFoundError(
                 f"{raw.method} {raw.url} answered {message!r}: no CloudOnex API answers at "
                 f"this address: {wrong_base}",
@@ -614,11 +617,12 @@ def _failure(
                 method=raw.method,
                 url=raw.url,
             )
+        maybe = f"; or the base URL is wrong: {wrong_base}" if wrong_base else ""
         return UnsupportedError(
             f"{raw.method} {raw.url} answered {message!r}: this server does not offer "
             f"{what} (profile {profile!r}); shipped CloudOnex 4.x servers have customers, "
             "customer/<id>, invoice/<id> and users only, and profile='auto' finds out "
-            "which kind of server this is (`cloudonex doctor` shows what this one has)",
+            f"which kind of server this is{maybe} (`cloudonex doctor` tells which)",
             resource=resource,
             operation=raw.method,
             profile=profile,
@@ -1034,7 +1038,7 @@ def clock_skew(date_header: str | None, now: float, horizon: float = DEFAULT_HOR
     0 when it is small (within the header's resolution), unknown, or implausible
     (more than ``horizon`` seconds: a server clock decades off is garbage, not a fact).
     """
-    server_now = _http_date(date_header) if date_header else None
+    server_now = http_date(date_header) if date_header else None
     if server_now is None:
         return 0.0
     skew = now - server_now
@@ -1045,7 +1049,8 @@ def clock_skew(date_header: str | None, now: float, horizon: float = DEFAULT_HOR
 
 
 @functools.lru_cache(maxsize=16)  # a Date header changes once a second: parse it once
-def _http_date(raw: str) -> float | None:
+def http_date(raw: str) -> float | None:
+    """An HTTP date (a Date or Retry-After header) as epoch seconds; None if unreadable."""
     if len(raw) > 64:  # an HTTP date is about 29 characters
         return None
     try:
@@ -1069,7 +1074,7 @@ def parse_retry_after(
     try:
         seconds = float(raw)
     except ValueError:
-        moment = _http_date(raw)
+        moment = http_date(raw)
         if moment is None:
             return None
         # The date is on the server's clock: move it onto ours by the Date header.

@@ -414,3 +414,23 @@ async def test_a_failed_record_fixed_in_place_is_sent_on_rerun_and_a_created_one
     assert sorted(str(r["account"]) for r in sandbox.records("customers")) == [
         "Ada", "Al", "Named",
     ]  # fmt: skip
+
+
+async def test_a_removed_line_that_shifts_the_input_never_sends_a_record_twice(
+    sandbox: SandboxServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = make_client(sandbox)
+    journal = str(tmp_path / "job.journal")
+    records = [{"account": "Ada"}, {"email": "nameless@example.com"}, {"account": "Al"}]
+    first_input = list(records)
+    first = await client.customers.bulk_create(records, journal=journal)
+    assert [o.status for o in first.outcomes] == ["created", "failed", "created"]
+    del records[1]  # the bad line removed instead of fixed: Al moves up to the failed place
+    with pytest.raises(InputChangedError) as raised:
+        await client.customers.bulk_create(records, journal=journal)
+    assert raised.value.index == 1
+    again = [*first_input, {"account": "Al"}]  # Al once more, where no entry is
+    with pytest.raises(InputChangedError) as raised:
+        await client.customers.bulk_create(again, journal=journal)
+    assert raised.value.index == 3
+    assert sorted(str(r["account"]) for r in sandbox.records("customers")) == ["Ada", "Al"]

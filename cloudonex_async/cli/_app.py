@@ -84,7 +84,8 @@ EXIT_CODES = """exit codes:
   4    no such record
   5    this server does not support the operation
   6    rate limited: the budget is spent and --max-wait ran out
-  7    the server could not be reached (or timed out)
+  7    the server could not be reached, timed out, or its answer was lost (the
+       message says whether a write may have been carried out)
   8    any other API error
   130  interrupted (Ctrl-C); long jobs say how to resume
 """
@@ -135,7 +136,10 @@ def make_client(args: argparse.Namespace) -> Client:
                 settings[name] = number(settings[name])
             except ValueError:
                 flag = "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} must be a number, not {settings[name]!r}") from None
+                raise UsageError(
+                    f"{flag} (or CLOUDONEX_{name.upper()}, or {name} in the config file) must "
+                    f"be a number, not {settings[name]!r}"
+                ) from None
     if "base_url" not in settings:
         raise UsageError(
             "no server: pass --base-url, set CLOUDONEX_BASE_URL, or put base_url in the config file"
@@ -783,7 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command quietly, with 0: it had what it wanted. A command that ran to its end keeps
     its exit status, whether or not its last output could be written.
     """
-    stderr, sys.stderr = sys.stderr, cast(TextIO, _Unbroken(sys.stderr))
+    # (Either may be None when the shell closed it: `cloudonex doctor >&-`.)
+    stderr, sys.stderr = sys.stderr, cast(TextIO, _Unbroken(sys.stderr or open(os.devnull, "w")))
     try:
         code = _main(argv)
     except BrokenPipeError:  # stdout's: stderr's never raises (see _Unbroken)
@@ -830,6 +835,8 @@ class _Unbroken:
 
 def _flush_stdout() -> bool:
     """Flush stdout now (not at exit); False if its reader has gone."""
+    if sys.stdout is None:  # closed by the shell: print() writes nothing
+        return True
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -53,6 +53,8 @@ def exit_status(diagnosis: Diagnosis) -> int:
             return _UNREACHABLE
         if finding.check == "auth" and not finding.fix:
             return _AUTH
+        if finding.check == "store":
+            return _UNREACHABLE
         if finding.check == "budget":
             return _RATE_LIMITED
         return _CONFIG
@@ -72,12 +74,14 @@ def print_table(diagnosis: Diagnosis, out: TextIO) -> None:
     sent = f"{diagnosis.requests} request{'s' if diagnosis.requests != 1 else ''}"
     if problems:
         verdict = f"{problems} problem{'s' if problems > 1 else ''}: the configuration does "
-        print(f"\n{verdict}not work as set (the fix is under each; {sent} sent)", file=out)
-        how = (
-            "Flags can also be set as CLOUDONEX_* environment variables (CLOUDONEX_AUTH=query) "
-            "or in the config file; in Python, as Client(...) arguments (auth='query')."
-        )
-        print("\n".join(textwrap.wrap(how, width, break_on_hyphens=False)), file=out)
+        print(f"\n{verdict}not work as set (what to do is under each; {sent} sent)", file=out)
+        if any(f.fix for f in diagnosis.problems):
+            how = (
+                "Flags can also be set as CLOUDONEX_* environment variables "
+                "(CLOUDONEX_AUTH=query) or in the config file; in Python, as Client(...) "
+                "arguments (auth='query')."
+            )
+            print("\n".join(textwrap.wrap(how, width, break_on_hyphens=False)), file=out)
     else:
         print(f"\nthe configuration works as set ({sent} sent)", file=out)
 

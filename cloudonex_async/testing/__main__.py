@@ -133,7 +133,13 @@ def serve(args: argparse.Namespace) -> None:
             ],
         )
         async with sandbox:
-            route = "/api/v2/" if sandbox.url_rewriting else "/?ng=api/v2/"
+            route = (
+                "/api/v2/"
+                if sandbox.url_rewriting
+                else "/?ng=api/v2/"
+                if sandbox.ng_routes
+                else " (no URL form reaches the API: rewriting and ?ng= are both off)"
+            )
             print(
                 f"CloudOnex sandbox ({sandbox.style} style) at {sandbox.base_url}{route} "
                 f"(key: {sandbox.api_key})"
