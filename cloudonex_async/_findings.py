@@ -16,7 +16,7 @@ from typing import Final, Literal
 import attrs
 
 from ._config import ClientConfig
-from ._profile import AuthMode, ProfileName, RouteStyle
+from ._profile import AuthMode, ProfileName, RouteStyle, make_profile
 from ._protocol import (
     MIN_CORRECTED_SKEW,
     RateLimitInfo,
@@ -335,7 +335,7 @@ def routes(
     ``found`` and ``auth`` are the profile and the way of sending the key that work:
     a setting that differs is a finding of its own, and its fix brings its routes.
     """
-    used = config.route_style or ("ng" if found == "shipped" or auth == "query" else "path")
+    used = make_profile(found, auth=auth, route_style=config.route_style).route_style
     if not ng_works:
         summary = "only /api/v2/... reaches the API; /?ng=api/v2/... does not"
         if used == "ng":
@@ -438,7 +438,11 @@ def _settings_for(config: ClientConfig, found: ProfileName) -> list[Finding]:
 
 
 def rate_limit(config: ClientConfig, listing: Answer, now: float) -> Finding:
-    """The budget the server announces, against the one the client was given."""
+    """The budget the server announces, against the one the client was given.
+
+    A ``rate_period`` too short shows only while the Reset is more than two of them
+    away (one answer tells the time to the Reset, not the window's length).
+    """
     configured = f"{config.rate_limit} requests per {config.rate_period:g} s"
     info = RateLimitInfo.from_headers(listing.raw.headers, now, math.inf)
     if info is None:
@@ -462,7 +466,8 @@ def rate_limit(config: ClientConfig, listing: Answer, now: float) -> Finding:
             "problem",
             summary,
             f"rate_period={config.rate_period:g} is far shorter than the server's window, so "
-            f"the client ignores its Reset: set rate_period={period:g}",
+            f"the client ignores its Reset: set rate_period={period:g} (on the limiter too, "
+            "if you give the Client one)",
             {"rate_period": period},
         )
     if info.limit is not None and info.limit != config.rate_limit:

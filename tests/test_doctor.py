@@ -35,6 +35,7 @@ from cloudonex_async import (
     TransportError,
     UnsupportedError,
 )
+from cloudonex_async.cli._doctor import exit_status
 from cloudonex_async.errors import RouteNotFoundError
 from cloudonex_async.testing import FakeClock, Faults, MockTransport, SandboxServer, json_response
 
@@ -52,6 +53,7 @@ class Variant:
     ok: bool
     client: dict[str, Any] = attrs.field(factory=dict)
     suffix: str = ""  # appended to the sandbox's base URL
+    exit: int | None = None  # cloudonex doctor's status (default: 0 if ok, else 2)
 
 
 VARIANTS = {
@@ -171,6 +173,7 @@ VARIANTS = {
         client={"api_key": "not-the-key"},
         expected={"auth": ("problem", "refuses the key both ways")},
         ok=False,
+        exit=3,
     ),
     "a host that hands only /api/ to PHP, and strips Authorization": Variant(
         sandbox={"ng_routes": False, "strip_authorization": True},
@@ -196,6 +199,7 @@ VARIANTS = {
         sandbox={"faults": Faults(error_rate=1.0, error_status=503)},
         expected={"reachable": ("problem", "fails (HTTP 503")},
         ok=False,
+        exit=7,
     ),
     "shipped, plural item paths": Variant(
         sandbox={"style": "shipped"},
@@ -214,6 +218,7 @@ VARIANTS = {
         client={"api_key": "not-the-key"},
         expected={"auth": ("problem", "refuses the key both ways")},
         ok=False,
+        exit=3,
     ),
 }
 
@@ -249,6 +254,8 @@ async def test_each_kind_of_server_is_told_apart(make_sandbox: SandboxFactory, n
         assert found[check].status == status, found[check]
         assert phrase in text_of(found[check]), found[check]
     assert diagnosis.ok is variant.ok, diagnosis.problems
+    expected_exit = variant.exit if variant.exit is not None else (0 if variant.ok else 2)
+    assert exit_status(diagnosis) == expected_exit
     if variant.ok:  # nothing else it reports stands in the way
         assert not diagnosis.problems
     # At most 15 harmless requests: counted, all GETs, nothing created or changed.
@@ -397,7 +404,6 @@ async def test_cloudonex_doctor_json(make_sandbox: SandboxFactory) -> None:
 
 
 def test_exit_status_follows_the_first_problem() -> None:
-    from cloudonex_async.cli._doctor import exit_status
 
     def diagnosis(*findings: Finding) -> Diagnosis:
         return Diagnosis(findings, 1)
