@@ -79,6 +79,7 @@ from ._ratelimit import (
 from ._transport import AiohttpTransport, ClientSession, Transport
 from .errors import CloudOnexError, ConfigurationError, RateLimitError, TransportError
 from .resources import (
+    RECORD_RESOURCES,
     Customers,
     Invoices,
     Leads,
@@ -583,7 +584,8 @@ class Client:
             max_wait=DIAGNOSE_MAX_WAIT if wait is None else min(wait, DIAGNOSE_MAX_WAIT),
             priority="interactive",
         )
-        return await diagnose(self._config, once._exchange, self.clock.time)
+        resources = [resource.path for resource in RECORD_RESOURCES]
+        return await diagnose(self._config, once._exchange, self.clock.time, resources)
 
     async def _exchange(self, request: Request) -> RawResponse:
         """Send ``request`` once under the budget; return its answer, whatever it says.

@@ -12,7 +12,7 @@ what to set. The questions go through ``exchange``, which the Client provides, a
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -35,19 +35,6 @@ Exchange = Callable[[Request], Awaitable[RawResponse]]
 
 #: The most requests one diagnosis sends.
 MAX_REQUESTS: Final = 15
-
-# The resources besides customers, whose listings are asked for once each.
-_OTHER_RESOURCES: Final = (
-    "invoices",
-    "transactions",
-    "quotes",
-    "products",
-    "orders",
-    "leads",
-    "suppliers",
-    "purchases",
-    "tickets",
-)
 
 
 @attrs.frozen
@@ -170,7 +157,12 @@ class _Doctor:
             return judge.no_answer(error)
 
 
-async def diagnose(config: ClientConfig, exchange: Exchange, now: Callable[[], float]) -> Diagnosis:
+async def diagnose(
+    config: ClientConfig,
+    exchange: Exchange,
+    now: Callable[[], float],
+    resources: Sequence[str],
+) -> Diagnosis:
     """Find out what the server at ``config.site_root`` really does (see the module doc).
 
     Args:
@@ -180,11 +172,12 @@ async def diagnose(config: ClientConfig, exchange: Exchange, now: Callable[[], f
             raises TransportError when none came, RateLimitError or PoolTimeoutError
             when it could not be sent.
         now: the local epoch time (the Client's clock).
+        resources: the listings whose answers to check (the Client's record resources).
     """
     doctor = _Doctor(config, exchange, now)
     doctor.add(judge.base_url(config.site_root))
     try:
-        await _examine(doctor)
+        await _examine(doctor, [name for name in resources if name != "customers"])
     except _Stop as stop:
         doctor.add(stop.finding)
     except PoolTimeoutError as error:  # a TransportError: caught before them
@@ -206,7 +199,7 @@ async def diagnose(config: ClientConfig, exchange: Exchange, now: Callable[[], f
     return Diagnosis(tuple(doctor.findings.values()), doctor.requests)
 
 
-async def _examine(doctor: _Doctor) -> None:
+async def _examine(doctor: _Doctor, others: Sequence[str]) -> None:
     """Every check that needs the server, in order; stops when nothing more can be seen."""
     config = doctor.config
     page = {"page": 1, "limit": PAGE_PROBE}
@@ -245,8 +238,8 @@ async def _examine(doctor: _Doctor) -> None:
         doctor.add(judge.NO_BATCH)
     else:
         doctor.add(judge.batch(await doctor.ask_or_why("batch/customers", auth=auth, route=route)))
-    others = {n: await doctor.ask_or_why(n, auth=auth, route=route) for n in _OTHER_RESOURCES}
-    doctor.add(judge.resources(listing, others))
+    answers = {name: await doctor.ask_or_why(name, auth=auth, route=route) for name in others}
+    doctor.add(judge.resources(listing, answers))
 
 
 def _refused(raw: RawResponse, now: float) -> Finding:

@@ -6,6 +6,7 @@ Run ``cloudonex --help`` for the commands and ``cloudonex COMMAND --help`` for e
 
 from __future__ import annotations
 
-from ._app import EXIT_CODES, build_parser, main
+from ._app import build_parser, main
+from ._exits import EXIT_CODES
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]

@@ -38,6 +38,19 @@ from ..errors import (
 from ..models import Model
 from ..resources import RECORD_RESOURCES, Resource
 from ._doctor import cannot_start, cmd_doctor
+from ._exits import (
+    API,
+    AUTH,
+    EXIT_CODES,
+    INTERRUPTED,
+    NOT_FOUND,
+    OK,
+    PARTIAL,
+    RATE_LIMITED,
+    UNREACHABLE,
+    UNSUPPORTED,
+    USAGE,
+)
 from ._files import (
     Format,
     RecordWriter,
@@ -71,24 +84,6 @@ NUMBERS: Mapping[str, Callable[[str], float]] = {
     "rate_period": float,
     "max_response_bytes": int,
 }
-
-# Exit codes (also in ``cloudonex --help``).
-OK, PARTIAL, USAGE, AUTH, NOT_FOUND, UNSUPPORTED, RATE_LIMITED, UNREACHABLE, API = range(9)
-INTERRUPTED = 130
-
-EXIT_CODES = """exit codes:
-  0    success
-  1    partial failure: some records failed or are unknown (see the report)
-  2    usage or configuration error (a bad flag, a missing URL or key, a bad file)
-  3    the server refused the API key (or its permissions)
-  4    no such record
-  5    this server does not support the operation
-  6    rate limited: the budget is spent and --max-wait ran out
-  7    the server could not be reached, timed out, or its answer was lost (the
-       message says whether a write may have been carried out)
-  8    any other API error
-  130  interrupted (Ctrl-C); long jobs say how to resume
-"""
 
 
 class UsageError(Exception):

@@ -12,10 +12,8 @@ from typing import TextIO
 from .._client import Client
 from .._doctor import Diagnosis
 from .._findings import Finding
+from ._exits import AUTH, OK, RATE_LIMITED, UNREACHABLE, USAGE
 from ._flags import as_flags
-
-# Exit statuses (as the other commands use them).
-_OK, _CONFIG, _AUTH, _RATE_LIMITED, _UNREACHABLE = 0, 2, 3, 6, 7
 
 
 async def cmd_doctor(client: Client, args: argparse.Namespace) -> int:
@@ -50,15 +48,15 @@ def exit_status(diagnosis: Diagnosis) -> int:
     """
     for finding in diagnosis.problems:
         if finding.check in ("reachable", "tls"):
-            return _UNREACHABLE
+            return UNREACHABLE
         if finding.check == "auth" and not finding.fix:
-            return _AUTH
+            return AUTH
         if finding.check == "store":
-            return _UNREACHABLE
+            return UNREACHABLE
         if finding.check == "budget":
-            return _RATE_LIMITED
-        return _CONFIG
-    return _OK
+            return RATE_LIMITED
+        return USAGE
+    return OK
 
 
 def print_table(diagnosis: Diagnosis, out: TextIO) -> None:
