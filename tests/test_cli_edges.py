@@ -515,7 +515,9 @@ async def test_doctor_reports_a_configuration_no_client_can_have_as_json(
     assert "base_url must be an http(s) URL" in finding["summary"]
     ran = await cli("--base-url", "http://crm.example.com", "doctor")
     assert ran.code == 2
-    assert "--insecure-http" in ran.out or "allow_insecure_http" in ran.out
+    shown = " ".join(ran.out.split())  # the table wraps its lines
+    assert "pass --insecure-http if you must" in shown
+    assert "allow_insecure_http" not in shown
 
 
 async def test_odd_files_bom_json_lines_and_rows_of_only_separators(
@@ -537,7 +539,7 @@ async def test_a_csv_listing_that_fails_midway_keeps_what_arrived(
     sandbox.paging = "stuck"  # page 2 repeats page 1: the listing stops with an error there
     ran = await cli("export", "customers", "-o", "out.csv", "--page-size", "2")
     assert ran.code != 0
-    assert "repeat" in ran.err or "page" in ran.err
+    assert "page 2 repeats page 1" in ran.err
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0].startswith("id,account,email")
     assert [row.split(",")[1] for row in rows[1:]] == ["C 0", "C 1"]  # the page that came
@@ -562,5 +564,9 @@ async def test_a_stream_the_shell_closed_changes_nothing(
         )
         out, err = await process.communicate()
         assert process.returncode == code, (argv, out, err)
-        assert b"Traceback" not in (out or b"") + (err or b"")
+        if closed == ">&-":  # the stream still open is the one a traceback would reach
+            assert b"Traceback" not in err
+        elif argv == "doctor":  # stderr closed: the verdict still comes out whole
+            assert out.startswith(b"CHECK")
+            assert b"the configuration works as set" in out
     assert (tmp_path / "s.failed.csv").exists()

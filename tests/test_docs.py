@@ -27,7 +27,7 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -164,12 +164,19 @@ def check_make(line: ShellLine, block: Block) -> None:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{block.name}: {line.text}"
 
 
-async def started_and_stopped(line: ShellLine, cwd: Path, env: dict[str, str]) -> None:
-    """Start a ``cloudonex sandbox`` line on a free port; stop it once it listens."""
+@contextlib.asynccontextmanager
+async def sandbox_running(
+    line: ShellLine, args: Sequence[str], cwd: Path, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run a ``cloudonex sandbox`` line (with ``args`` added) until the block ends.
+
+    It is up once it says where it listens (its first line: no sleep); it is stopped
+    with SIGINT, as Ctrl-C would, and killed if that takes over 20 s.
+    """
     process = await asyncio.create_subprocess_exec(
         *cloudonex_command(),
         *line.words[1:],
-        *("--port", "0"),
+        *args,
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -179,11 +186,22 @@ async def started_and_stopped(line: ShellLine, cwd: Path, env: dict[str, str]) -
         assert process.stdout is not None
         first = await asyncio.wait_for(process.stdout.readline(), timeout=20)
         assert first.startswith(b"CloudOnex sandbox"), f"{line.text}:\n{first.decode()}"
+        yield process
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert process.returncode == 0, f"{line.text}:\n{output.decode()}"
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def started_and_stopped(line: ShellLine, cwd: Path, env: dict[str, str]) -> None:
+    """Start a ``cloudonex sandbox`` line on a free port; stop it once it listens."""
+    async with sandbox_running(line, ("--port", "0"), cwd, env) as process:
+        pass
+    assert process.returncode == 0, f"{line.text}: ended with {process.returncode}"
 
 
 @pytest.mark.slow
@@ -288,29 +306,9 @@ async def run_walkthrough(
     env["PYTHONWARNINGS"] = "error"
     expected = expected_output(program)
     assert expected is not None, f"{program.name}: a walkthrough shows its output"
-    process = await asyncio.create_subprocess_exec(
-        *cloudonex_command(),
-        *start.words[1:],
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        assert process.stdout is not None
-        # It says where it listens once it does (no sleep: read its first line).
-        first = await asyncio.wait_for(process.stdout.readline(), timeout=20)
-        assert first.startswith(b"CloudOnex sandbox"), f"{start.text}:\n{first.decode()}"
+    async with sandbox_running(start, (), tmp_path, env):  # exactly as shown, but the &
         script = tmp_path / "example.py"
         script.write_text(program.code, encoding="utf-8")
         status, output = await run([sys.executable, str(script)], cwd=tmp_path, env=env, timeout=60)
-        assert status == 0, f"{program.name} failed:\n{output}"
-        assert output == expected, f"{program.name} printed:\n{output}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=20)
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
+    assert status == 0, f"{program.name} failed:\n{output}"
+    assert output == expected, f"{program.name} printed:\n{output}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from cloudonex_async.errors import RouteNotFoundError
 from cloudonex_async.testing import FakeClock, Faults, MockTransport, SandboxServer, json_response
 
 from .conftest import SandboxFactory, wait_until
+from .test_own_time import on_flaky_store
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -427,7 +429,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     import subprocess
 
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command (Debian: apt-get install openssl)")
+        if os.environ.get("CLOUDONEX_REQUIRE_OPENSSL") == "1":  # set by .ci/run
+            pytest.fail("openssl is required here (CLOUDONEX_REQUIRE_OPENSSL=1) but missing")
+        pytest.skip("needs the openssl command to make a certificate (apt-get install openssl)")
     where = tmp_path_factory.mktemp("tls")
     cert, key = where / "cert.pem", where / "key.pem"
     subprocess.run(
@@ -808,3 +812,34 @@ async def test_a_rate_period_far_shorter_than_the_servers_window(
     assert found.status == "problem"
     assert "set rate_period=3600" in found.advice
     assert found.fix == {"rate_period": 3600.0}
+
+
+async def test_a_budget_store_that_fails_is_a_finding_of_its_own(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox, store, limiter = await on_flaky_store(make_sandbox)
+    store.fail.add("take")  # Redis has gone: nothing can be sent
+    async with Client(base_url=sandbox.base_url, api_key=sandbox.api_key, limiter=limiter) as c:
+        diagnosis = await c.diagnose()
+    found = by_check(diagnosis)["store"]
+    assert found.status == "problem"
+    assert "nothing was sent" in found.summary
+    assert exit_status(diagnosis) == 7
+    assert diagnosis.requests == sandbox.count() == 0
+
+
+async def test_a_raising_event_hook_does_not_spoil_the_diagnosis(
+    make_sandbox: SandboxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = await make_sandbox()
+
+    def broken(event: object) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    async with Client(
+        base_url=sandbox.base_url, api_key=sandbox.api_key, event_hooks=[broken]
+    ) as client:
+        diagnosis = await client.diagnose()
+    assert diagnosis.ok, diagnosis.problems
+    assert diagnosis.requests == len(sandbox.requests)
+    assert "event hook" in caplog.text

@@ -11,6 +11,8 @@ _OPTIONS = (
 )
 # name='value', name=60, or a bare name= (an option to set, followed by a space, comma...).
 _SETTING = re.compile(rf"\b({_OPTIONS})=(?:'([\w.]+)'|(\d[\d.]*)|(?=[\s,;)]|$))")
+# Switches, whose flag is named otherwise.
+_SWITCHES = {"allow_insecure_http=True": "--insecure-http"}
 
 
 def as_flags(text: str) -> str:
@@ -25,4 +27,6 @@ def as_flags(text: str) -> str:
         name = f"--{match.group(1).replace('_', '-')}"
         return f"{name} {value}" if value else name
 
+    for switch, flag_name in _SWITCHES.items():
+        text = text.replace(switch, flag_name)
     return _SETTING.sub(flag, text)
